@@ -1,0 +1,224 @@
+"""The lakehouse's own bookkeeping, kept in the catalog database beside the table catalog.
+
+- lakehouse_tables: every table the lakehouse manages, its format, location and origin
+  (datascan = discovered from landing folders, model = built from dbt_like_sql).
+- lakehouse_files: DataScan's manifest, one row per landed file that was loaded or rejected, with the
+  fingerprint that was read. A file whose current fingerprint differs is new, late or replaced.
+- lakehouse_conflicts: discovered names that a user-created table already holds.
+
+Keeping this in the database (not in a sensor cursor) makes a daemon restart neither miss nor
+reprocess files, and lets `lakehouse sql` query it as lakehouse.files / lakehouse.rejected_files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+tables_t = sa.Table(
+    "lakehouse_tables",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+files_t = sa.Table(
+    "lakehouse_files",
+    metadata,
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("namespace", sa.String(255)),
+    sa.Column("table_name", sa.String(255)),
+    sa.Column("partition_key", sa.String(32)),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("fingerprint", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rows", sa.BigInteger),
+    sa.Column("reason", sa.Text),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Index("ix_lakehouse_files_table_partition", "namespace", "table_name", "partition_key"),
+)
+
+conflicts_t = sa.Table(
+    "lakehouse_conflicts",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.DateTime, nullable=False),
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the manifest knows about one landed file."""
+
+    path: str
+    namespace: str | None
+    table_name: str | None
+    partition_key: str | None
+    size: int
+    fingerprint: str
+    status: str
+    """loaded | rejected"""
+    rows: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TableRecord:
+    namespace: str
+    name: str
+    format: str
+    location: str
+    origin: str
+
+
+class CatalogDB:
+    """Typed access to the bookkeeping tables. Cheap to create; the engine is shared per URL."""
+
+    _engines: dict[str, sa.Engine] = {}
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url not in CatalogDB._engines:
+            if url.startswith("sqlite:///"):
+                from pathlib import Path
+
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, pool_pre_ping=True)
+            if url.startswith("sqlite"):
+                # Several processes (daemon, runs, CLI) share the file: wait for locks, don't fail.
+                @sa.event.listens_for(engine, "connect")
+                def _pragmas(conn: Any, _record: Any) -> None:
+                    cur = conn.cursor()
+                    cur.execute("PRAGMA busy_timeout = 30000")
+                    cur.execute("PRAGMA journal_mode = WAL")
+                    cur.close()
+
+            metadata.create_all(engine)
+            CatalogDB._engines[url] = engine
+        self.engine = CatalogDB._engines[url]
+
+    # --- tables ---------------------------------------------------------------------------
+    def register_table(self, record: TableRecord) -> None:
+        with self.engine.begin() as conn:
+            existing = conn.execute(
+                sa.select(tables_t.c.name).where(
+                    tables_t.c.namespace == record.namespace, tables_t.c.name == record.name
+                )
+            ).first()
+            if existing is None:
+                conn.execute(sa.insert(tables_t).values(**record.__dict__, created_at=_now()))
+
+    def get_table(self, namespace: str, name: str) -> TableRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(tables_t).where(tables_t.c.namespace == namespace, tables_t.c.name == name)
+            ).first()
+        if row is None:
+            return None
+        return TableRecord(row.namespace, row.name, row.format, row.location, row.origin)
+
+    def list_tables(self, namespace: str | None = None) -> list[TableRecord]:
+        query = sa.select(tables_t).order_by(tables_t.c.namespace, tables_t.c.name)
+        if namespace:
+            query = query.where(tables_t.c.namespace == namespace)
+        with self.engine.connect() as conn:
+            return [TableRecord(r.namespace, r.name, r.format, r.location, r.origin) for r in conn.execute(query)]
+
+    def forget_table(self, namespace: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(tables_t).where(tables_t.c.namespace == namespace, tables_t.c.name == name))
+
+    # --- conflicts ------------------------------------------------------------------------
+    def record_conflict(self, namespace: str, name: str, reason: str) -> bool:
+        """Record once; True when it is new."""
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                sa.select(conflicts_t.c.name).where(conflicts_t.c.namespace == namespace, conflicts_t.c.name == name)
+            ).first()
+            if found:
+                return False
+            conn.execute(sa.insert(conflicts_t).values(namespace=namespace, name=name, reason=reason, first_seen=_now()))
+            return True
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(conflicts_t))]
+
+    # --- files ----------------------------------------------------------------------------
+    def file_fingerprints(self) -> dict[str, str]:
+        """path -> fingerprint of everything loaded or rejected so far (one query, two columns)."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(files_t.c.path, files_t.c.fingerprint)).tuples().all())
+
+    def files_in_partition(self, namespace: str, table: str, partition_key: str) -> list[FileRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(files_t).where(
+                    files_t.c.namespace == namespace,
+                    files_t.c.table_name == table,
+                    files_t.c.partition_key == partition_key,
+                )
+            )
+            return [_file_record(r._mapping) for r in rows]
+
+    def replace_partition_files(
+        self, namespace: str, table: str, partition_key: str, records: Iterable[FileRecord]
+    ) -> None:
+        """The partition's manifest becomes exactly `records` (files gone from landing drop out)."""
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.delete(files_t).where(
+                    files_t.c.namespace == namespace,
+                    files_t.c.table_name == table,
+                    files_t.c.partition_key == partition_key,
+                )
+            )
+            values = [{**r.__dict__, "updated_at": now} for r in records]
+            if values:
+                conn.execute(sa.insert(files_t), values)
+
+    def record_files(self, records: Iterable[FileRecord]) -> None:
+        """Upsert single files (used for files rejected before they belong to a partition)."""
+        now = _now()
+        with self.engine.begin() as conn:
+            for r in records:
+                conn.execute(sa.delete(files_t).where(files_t.c.path == r.path))
+                conn.execute(sa.insert(files_t).values(**r.__dict__, updated_at=now))
+
+    def file_rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(files_t).order_by(files_t.c.path)
+        if status:
+            query = query.where(files_t.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _file_record(row: Mapping[str, Any]) -> FileRecord:
+    return FileRecord(
+        path=row["path"],
+        namespace=row["namespace"],
+        table_name=row["table_name"],
+        partition_key=row["partition_key"],
+        size=row["size"],
+        fingerprint=row["fingerprint"],
+        status=row["status"],
+        rows=row["rows"],
+        reason=row["reason"],
+    )

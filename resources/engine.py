@@ -1,0 +1,124 @@
+"""The query engine: DuckDB over Arrow datasets (see shared STACK notes: no DuckDB extensions here).
+
+Tables are handed to DuckDB as lazy pyarrow datasets, so filters and projections are pushed into
+the scan. Named parameters ($dt, $hh, ...) are bound, never pasted into SQL text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from resources.table_store import TableId
+
+
+class QueryError(Exception):
+    """A statement failed; the message names the statement (model or query) and DuckDB's reason."""
+
+
+class ReadOnlyViolation(QueryError):
+    """Only single read-only queries are allowed on this path."""
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def referenced_tables(sql: str, dialect: str = "duckdb") -> list[tuple[str | None, str]]:
+    """(namespace or None, table) for every table the query reads, CTE names excluded."""
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read=dialect)
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    found: list[tuple[str | None, str]] = []
+    for table in tree.find_all(exp.Table):
+        if not table.name or (not table.db and table.name in ctes):
+            continue
+        key = (table.db or None, table.name)
+        if key not in found:
+            found.append(key)
+    return found
+
+
+def ensure_read_only(sql: str) -> None:
+    """Refuse anything but one SELECT-style query (no DDL, DML, PRAGMA, several statements)."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except ParseError as exc:
+        raise QueryError(f"cannot parse query: {str(exc).splitlines()[0]}") from None
+    if len(statements) != 1:
+        raise ReadOnlyViolation(f"exactly one statement is allowed, got {len(statements)}")
+    statement = statements[0]
+    if not isinstance(statement, exp.Query):
+        raise ReadOnlyViolation(f"only read-only queries are allowed, not {statement.key.upper()}")
+    for node in statement.walk():
+        if isinstance(node, exp.Insert | exp.Update | exp.Delete | exp.Create | exp.Drop | exp.Command):
+            raise ReadOnlyViolation(f"only read-only queries are allowed, found {node.key.upper()}")
+
+
+class DuckDBEngine:
+    """Run SQL over named Arrow sources in a fresh in-memory DuckDB (one per query: no shared state)."""
+
+    name = "duckdb"
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self.threads = threads
+        self.memory_limit = memory_limit
+
+    def _connect(self, sources: Mapping[TableId | str, Any], default_namespace: str | None) -> Any:
+        import duckdb
+
+        config: dict[str, Any] = {}
+        if self.threads:
+            config["threads"] = self.threads
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        con = duckdb.connect(":memory:", config=config)
+        schemas: set[str] = set()
+        for i, (ident, source) in enumerate(sources.items()):
+            namespace, name = (None, ident) if isinstance(ident, str) else (ident.namespace, ident.name)
+            alias = f"__source_{i}"
+            con.register(alias, source)
+            if namespace:
+                if namespace not in schemas:
+                    con.execute(f"create schema if not exists {quote_ident(namespace)}")
+                    schemas.add(namespace)
+                con.execute(f"create view {quote_ident(namespace)}.{quote_ident(name)} as select * from {alias}")
+            else:
+                con.execute(f"create view {quote_ident(name)} as select * from {alias}")
+        if default_namespace:
+            con.execute(f"create schema if not exists {quote_ident(default_namespace)}")
+            con.execute(f"use {quote_ident(default_namespace)}")
+        # Queries see only what was registered: no files, no URLs, no settings changes.
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+        return con
+
+    def query(
+        self,
+        sql: str,
+        sources: Mapping[TableId | str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        default_namespace: str | None = None,
+        statement_name: str = "query",
+    ) -> pa.Table:
+        """Run one statement and return its result as an Arrow table."""
+        import duckdb
+
+        con = self._connect(sources, default_namespace)
+        try:
+            used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
+            return con.sql(sql, params=used or None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(f"{statement_name}: {str(exc).splitlines()[0]}") from None
+        finally:
+            con.close()

@@ -1,0 +1,396 @@
+"""Table stores: open-format tables in one catalog. Iceberg (pyiceberg SQL catalog) or Delta Lake.
+
+Both implementations offer the same small interface, so assets and the engine never touch pyiceberg
+or deltalake. Every managed table is also listed in lakehouse_tables with its origin, which is how
+DataScan tells its own tables from user-created ones in both formats.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from resources.catalog import CatalogDB, TableRecord
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from resources.settings import LakehouseSettings
+
+COMMIT_RETRIES = 8
+
+
+class SchemaConflictError(ValueError):
+    """New data does not fit the table's schema and cannot be widened into it."""
+
+
+@dataclass(frozen=True)
+class TableId:
+    namespace: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str, default_namespace: str | None = None) -> TableId:
+        parts = text.split(".")
+        if len(parts) == 2 and all(parts):
+            return cls(parts[0], parts[1])
+        if len(parts) == 1 and parts[0] and default_namespace:
+            return cls(default_namespace, parts[0])
+        raise ValueError(f"table name {text!r} must be namespace.table")
+
+    def __str__(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+
+# Widenings every reader of both formats accepts (Iceberg's allowed type promotions).
+_WIDENINGS = {("int8", "int16"), ("int8", "int32"), ("int16", "int32"), ("int32", "int64"),
+              ("int8", "int64"), ("int16", "int64"), ("float", "double"), ("halffloat", "double"),
+              ("halffloat", "float"), ("string", "large_string"), ("large_string", "string"),
+              ("binary", "large_binary"), ("large_binary", "binary")}
+
+
+def _type_name(t: pa.DataType) -> str:
+    return str(t).split("[")[0]
+
+
+def normalize_schema(schema: pa.Schema) -> pa.Schema:
+    """Types both formats store the same way: strings, binaries not large; timestamps in microseconds."""
+    import pyarrow as pa
+
+    def norm(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            return pa.string()
+        if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+            return pa.binary()
+        if pa.types.is_dictionary(t):
+            return norm(t.value_type)
+        if pa.types.is_timestamp(t) and t.unit in ("ns", "ms", "s"):
+            return pa.timestamp("us", t.tz)
+        if pa.types.is_null(t):
+            return pa.string()
+        if pa.types.is_float16(t):
+            return pa.float32()
+        return t
+
+    return pa.schema([pa.field(f.name, norm(f.type), nullable=True) for f in schema])
+
+
+def merge_schemas(current: pa.Schema, incoming: pa.Schema, what: str) -> pa.Schema:
+    """The schema that holds both: new columns appended, allowed widenings applied.
+
+    Raises SchemaConflictError naming `what` (a file, a model) for an incompatible change."""
+    import pyarrow as pa
+
+    fields = {f.name: f for f in current}
+    order = [f.name for f in current]
+    for f in normalize_schema(incoming):
+        if f.name not in fields:
+            fields[f.name] = f
+            order.append(f.name)
+            continue
+        have = fields[f.name].type
+        if have.equals(f.type) or pa.types.is_null(f.type):
+            continue
+        if (_type_name(f.type), _type_name(have)) in _WIDENINGS:
+            continue  # incoming is narrower: it will be cast up
+        if (_type_name(have), _type_name(f.type)) in _WIDENINGS:
+            fields[f.name] = f  # table widens
+            continue
+        raise SchemaConflictError(
+            f"{what}: column {f.name!r} is {f.type} but the table has {have}; "
+            "only widening changes (e.g. float -> double, int -> bigint) are accepted"
+        )
+    return pa.schema([fields[n] for n in order])
+
+
+def conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Data in exactly the table's column order and types; columns it lacks become NULL."""
+    import pyarrow as pa
+
+    columns = []
+    for f in schema:
+        if f.name in data.column_names:
+            col = data.column(f.name)
+            columns.append(col if col.type.equals(f.type) else col.cast(f.type))
+        else:
+            columns.append(pa.nulls(data.num_rows, f.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class TableStore(ABC):
+    """Create, evolve, overwrite partitions of, and scan tables of one format."""
+
+    format: str
+
+    def __init__(self, settings: LakehouseSettings, catalog_db: CatalogDB) -> None:
+        self.settings = settings
+        self.db = catalog_db
+
+    def location(self, table: TableId) -> str:
+        return f"{self.settings.warehouse_uri}/{table.namespace}/{table.name}"
+
+    # -- the interface ----------------------------------------------------------------------
+    @abstractmethod
+    def exists(self, table: TableId) -> bool: ...
+
+    @abstractmethod
+    def schema(self, table: TableId) -> pa.Schema: ...
+
+    @abstractmethod
+    def _create(self, table: TableId, schema: pa.Schema, partition_by: list[str]) -> None: ...
+
+    @abstractmethod
+    def _evolve(self, table: TableId, schema: pa.Schema) -> None: ...
+
+    @abstractmethod
+    def _replace(self, table: TableId, data: pa.Table, partition: Mapping[str, str]) -> None: ...
+
+    @abstractmethod
+    def dataset(self, table: TableId, partition: Mapping[str, str] | None = None) -> pads.Dataset:
+        """A lazy Arrow dataset over the table's current snapshot, optionally one partition only."""
+
+    @abstractmethod
+    def version(self, table: TableId) -> str | None:
+        """The current snapshot id / version, or None for a table without data."""
+
+    @abstractmethod
+    def list_catalog_tables(self) -> list[TableId]:
+        """Every table the format's catalog knows, managed or not."""
+
+    def origin(self, table: TableId) -> str | None:
+        record = self.db.get_table(table.namespace, table.name)
+        return record.origin if record else None
+
+    def ensure_table(self, table: TableId, schema: pa.Schema, partition_by: list[str], origin: str) -> pa.Schema:
+        """Create the table, or evolve it to hold `schema`. Returns the table schema after that."""
+        wanted = normalize_schema(schema)
+        if not self.exists(table):
+            self._create(table, wanted, partition_by)
+            self.db.register_table(TableRecord(table.namespace, table.name, self.format, self.location(table), origin))
+            return self.schema(table)
+        current = self.schema(table)
+        merged = merge_schemas(current, wanted, str(table))
+        if not merged.equals(current):
+            self._evolve(table, merged)
+            return self.schema(table)
+        return current
+
+    def overwrite_partition(self, table: TableId, data: pa.Table, partition: Mapping[str, str]) -> int:
+        """Atomically make the partition hold exactly `data` (a re-run replaces, never duplicates)."""
+        schema = self.schema(table)
+        frame = conform(data, schema)
+        for attempt in range(COMMIT_RETRIES):
+            try:
+                self._replace(table, frame, partition)
+                return frame.num_rows
+            except Exception as exc:
+                if not _is_commit_conflict(exc) or attempt == COMMIT_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)  # another writer committed first: retry on the new snapshot
+        raise AssertionError("unreachable")
+
+    def read(self, table: TableId, partition: Mapping[str, str] | None = None) -> pa.Table:
+        return self.dataset(table, partition).to_table()
+
+
+def _is_commit_conflict(exc: Exception) -> bool:
+    name = type(exc).__name__
+    return name in {"CommitFailedException", "CommitConflictError", "TableAlreadyExistsError"} or (
+        "conflict" in str(exc).lower() and "commit" in str(exc).lower()
+    )
+
+
+class IcebergTableStore(TableStore):
+    """Apache Iceberg tables in a pyiceberg SQL catalog (SQLite or Postgres)."""
+
+    format = "iceberg"
+
+    def __init__(self, settings: LakehouseSettings, catalog_db: CatalogDB) -> None:
+        super().__init__(settings, catalog_db)
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        warehouse = settings.warehouse_uri
+        if "://" not in warehouse:
+            warehouse = f"file://{warehouse}"
+        props: dict[str, str] = {"uri": settings.catalog_uri, "warehouse": warehouse}
+        creds = settings.s3
+        if creds.endpoint_url:
+            props["s3.endpoint"] = creds.endpoint_url
+        if creds.access_key_id:
+            props["s3.access-key-id"] = creds.access_key_id
+        if creds.secret_access_key:
+            props["s3.secret-access-key"] = creds.secret_access_key
+        if creds.region:
+            props["s3.region"] = creds.region
+        self._catalog = SqlCatalog("lakehouse", **props)
+
+    def _load(self, table: TableId) -> Any:
+        return self._catalog.load_table((table.namespace, table.name))
+
+    def exists(self, table: TableId) -> bool:
+        return bool(self._catalog.table_exists((table.namespace, table.name)))
+
+    def schema(self, table: TableId) -> pa.Schema:
+        return normalize_schema(self._load(table).schema().as_arrow())
+
+    def _create(self, table: TableId, schema: pa.Schema, partition_by: list[str]) -> None:
+        from pyiceberg.exceptions import TableAlreadyExistsError
+
+        self._catalog.create_namespace_if_not_exists(table.namespace)
+        try:
+            created = self._catalog.create_table((table.namespace, table.name), schema=schema)
+        except TableAlreadyExistsError:
+            return  # another process created it a moment ago
+        if partition_by:
+            with created.update_spec() as spec:
+                for column in partition_by:
+                    spec.add_identity(column)
+
+    def _evolve(self, table: TableId, schema: pa.Schema) -> None:
+        with self._load(table).update_schema() as update:
+            update.union_by_name(schema)
+
+    def _replace(self, table: TableId, data: pa.Table, partition: Mapping[str, str]) -> None:
+        from pyiceberg.expressions import AlwaysTrue, And, EqualTo
+
+        condition: Any = AlwaysTrue()
+        for column, value in partition.items():
+            condition = And(condition, EqualTo(column, value))
+        with warnings.catch_warnings():
+            # The first load of a partition has nothing to delete; pyiceberg warns about that.
+            warnings.filterwarnings("ignore", message="Delete operation did not match any records")
+            self._load(table).overwrite(data, overwrite_filter=condition)
+
+    def _file_paths(self, table: TableId, partition: Mapping[str, str] | None) -> tuple[Any, list[str]]:
+        from pyiceberg.expressions import AlwaysTrue, And, EqualTo
+
+        loaded = self._load(table)
+        condition: Any = AlwaysTrue()
+        for column, value in (partition or {}).items():
+            condition = And(condition, EqualTo(column, value))
+        tasks = list(loaded.scan(row_filter=condition).plan_files())
+        if any(t.delete_files for t in tasks):
+            raise NotImplementedError(f"{table}: merge-on-read delete files are not supported yet")
+        return loaded, [t.file.file_path for t in tasks]
+
+    def dataset(self, table: TableId, partition: Mapping[str, str] | None = None) -> pads.Dataset:
+        import pyarrow.dataset as pads
+
+        loaded, paths = self._file_paths(table, partition)
+        schema = normalize_schema(loaded.schema().as_arrow())
+        filesystem, paths = _arrow_paths(paths, self.settings)
+        return pads.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
+
+    def version(self, table: TableId) -> str | None:
+        snapshot = self._load(table).current_snapshot()
+        return str(snapshot.snapshot_id) if snapshot else None
+
+    def list_catalog_tables(self) -> list[TableId]:
+        found = []
+        for ns in self._catalog.list_namespaces():
+            for ident in self._catalog.list_tables(ns):
+                found.append(TableId(ident[0], ident[1]))
+        return found
+
+    def drop(self, table: TableId) -> None:
+        self._catalog.drop_table((table.namespace, table.name))
+        self.db.forget_table(table.namespace, table.name)
+
+
+class DeltaTableStore(TableStore):
+    """Delta Lake tables under the warehouse, catalogued in lakehouse_tables (same semantics as Iceberg)."""
+
+    format = "delta"
+
+    def _options(self) -> dict[str, str]:
+        creds = self.settings.s3
+        options: dict[str, str] = {}
+        if creds.endpoint_url:
+            options["AWS_ENDPOINT_URL"] = creds.endpoint_url
+            if creds.endpoint_url.startswith("http://"):
+                options["AWS_ALLOW_HTTP"] = "true"
+        if creds.access_key_id:
+            options["AWS_ACCESS_KEY_ID"] = creds.access_key_id
+        if creds.secret_access_key:
+            options["AWS_SECRET_ACCESS_KEY"] = creds.secret_access_key
+        if creds.region:
+            options["AWS_REGION"] = creds.region
+        return options
+
+    def _table(self, table: TableId) -> Any:
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.location(table), storage_options=self._options())
+
+    def exists(self, table: TableId) -> bool:
+        record = self.db.get_table(table.namespace, table.name)
+        return record is not None and record.format == "delta"
+
+    def schema(self, table: TableId) -> pa.Schema:
+        return normalize_schema(self._table(table).to_pyarrow_dataset().schema)
+
+    def _create(self, table: TableId, schema: pa.Schema, partition_by: list[str]) -> None:
+        from deltalake import write_deltalake
+
+        write_deltalake(
+            self.location(table), schema.empty_table(), mode="append", partition_by=partition_by or None,
+            storage_options=self._options(), schema_mode="merge",
+        )
+
+    def _evolve(self, table: TableId, schema: pa.Schema) -> None:
+        # Delta evolves on write with schema_mode="merge"; an empty append records the new columns.
+        from deltalake import write_deltalake
+
+        write_deltalake(self.location(table), schema.empty_table(), mode="append",
+                        storage_options=self._options(), schema_mode="merge")
+
+    def _replace(self, table: TableId, data: pa.Table, partition: Mapping[str, str]) -> None:
+        from deltalake import write_deltalake
+
+        predicate = " AND ".join(f"{c} = '{_sql_literal(v)}'" for c, v in partition.items()) or None
+        write_deltalake(
+            self.location(table), data, mode="overwrite", predicate=predicate,
+            storage_options=self._options(), schema_mode="merge",
+        )
+
+    def dataset(self, table: TableId, partition: Mapping[str, str] | None = None) -> pads.Dataset:
+        filters = [(c, "=", v) for c, v in (partition or {}).items()] or None
+        ds = self._table(table).to_pyarrow_dataset(partitions=filters)
+        schema = normalize_schema(ds.schema)
+        return ds if ds.schema.equals(schema) else ds.replace_schema(schema)
+
+    def version(self, table: TableId) -> str | None:
+        return str(self._table(table).version())
+
+    def list_catalog_tables(self) -> list[TableId]:
+        return [TableId(r.namespace, r.name) for r in self.db.list_tables() if r.format == "delta"]
+
+    def drop(self, table: TableId) -> None:
+        self.db.forget_table(table.namespace, table.name)
+
+
+def _sql_literal(value: str) -> str:
+    if not all(ch.isalnum() or ch in "-_: " for ch in value):
+        raise ValueError(f"partition value {value!r} has characters a partition value may not have")
+    return value
+
+
+def _arrow_paths(paths: list[str], settings: LakehouseSettings) -> tuple[Any, list[str]]:
+    import pyarrow.fs as pafs
+
+    from resources.object_store import arrow_s3_filesystem
+
+    if paths and paths[0].startswith("s3://"):
+        return arrow_s3_filesystem(settings.s3), [p.removeprefix("s3://") for p in paths]
+    return pafs.LocalFileSystem(), [p.removeprefix("file://") for p in paths]
+
+
+def open_table_store(settings: LakehouseSettings, catalog_db: CatalogDB) -> TableStore:
+    if settings.table_format == "delta":
+        return DeltaTableStore(settings, catalog_db)
+    return IcebergTableStore(settings, catalog_db)
