@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +60,8 @@ def _with_partition(data: pa.Table, partition_key: str) -> pa.Table:
 
     dt_value, hh_value = split_partition_key(partition_key)
     data = data.drop_columns([c for c in ("dt", "hh") if c in data.column_names])
-    data = data.append_column("dt", pa.array([dt_value] * data.num_rows, pa.string()))
-    return data.append_column("hh", pa.array([hh_value] * data.num_rows, pa.string()))
+    data = data.append_column("dt", pa.repeat(pa.scalar(dt_value, pa.string()), data.num_rows))
+    return data.append_column("hh", pa.repeat(pa.scalar(hh_value, pa.string()), data.num_rows))
 
 
 def _evaluate(lh: Lakehouse, check: Check, data: pa.Table, run: ModelRun) -> CheckOutcome:
@@ -89,7 +90,11 @@ def _evaluate(lh: Lakehouse, check: Check, data: pa.Table, run: ModelRun) -> Che
 
 
 def run_model(lh: Lakehouse, model: SqlModel, partition_key: str) -> ModelRun:
-    """Compute the partition, write it (and its rejected rows), and evaluate the model's checks."""
+    """Compute the partition, write it (and its rejected rows), and evaluate the model's checks.
+
+    The result streams from the engine into one atomic partition write, so memory stays bounded;
+    checks then run on the partition as it was written."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     dt_value, hh_value = split_partition_key(partition_key)
@@ -99,30 +104,45 @@ def run_model(lh: Lakehouse, model: SqlModel, partition_key: str) -> ModelRun:
         raise ModelError(f"{model.path}: upstream table(s) {', '.join(map(str, missing))} do not exist yet; "
                          "materialize them first (or wait for DataScan)")
     sources: dict[TableId | str, Any] = dict(lh.sources(list(model.deps), partition))
-    result = lh.engine.query(model.sql, sources, model_params(lh, partition_key),
-                             default_namespace=model.table.namespace, statement_name=str(model.path))
+    params = model_params(lh, partition_key)
+    schema = model.arrow_schema()
+    schema = schema.append(pa.field("dt", pa.string())).append(pa.field("hh", pa.string()))
+    lh.tables.ensure_table(model.table, schema, list(model.partitioned_by), origin="model")
+
+    rejected_parts: list[pa.Table] = []
+    result_schema: list[pa.Schema] = []
+    reason_column = model.reject_reason_column
+
+    def chunks() -> Iterator[pa.Table]:
+        rejected_parts.clear()
+        with lh.engine.stream(model.sql, sources, params, default_namespace=model.table.namespace,
+                              statement_name=str(model.path)) as batches:
+            result_schema[:] = [batches.schema]
+            for batch in batches:
+                part = pa.Table.from_batches([batch])
+                if reason_column:
+                    if reason_column not in part.column_names:
+                        raise ModelError(f"{model.path}: reject_reason_column {reason_column!r} is not in the result")
+                    is_rejected = pc.is_valid(part[reason_column])
+                    rejected = part.filter(is_rejected)
+                    if rejected.num_rows:
+                        rejected_parts.append(rejected)
+                    part = part.filter(pc.invert(is_rejected))
+                yield _with_partition(_conform_output(model, part), partition_key)
 
     run = ModelRun(model, partition_key, rows=0)
-    rejected = None
-    if model.reject_reason_column:
-        if model.reject_reason_column not in result.column_names:
-            raise ModelError(f"{model.path}: reject_reason_column {model.reject_reason_column!r} is not in the result")
-        is_rejected = pc.is_valid(result[model.reject_reason_column])
-        rejected = result.filter(is_rejected)
-        result = result.filter(pc.invert(is_rejected))
-        counts = rejected.group_by(model.reject_reason_column).aggregate([([], "count_all")])
-        run.rejected_by_reason = dict(zip(counts[model.reject_reason_column].to_pylist(),
-                                          counts["count_all"].to_pylist(), strict=True))
-    data = _with_partition(_conform_output(model, result), partition_key)
-    lh.tables.ensure_table(model.table, data.schema, list(model.partitioned_by), origin="model")
-    run.rows = lh.tables.overwrite_partition(model.table, data, partition)
-    if rejected is not None and model.rejected_table is not None:
-        rejected = _with_partition(rejected, partition_key)
-        lh.tables.ensure_table(model.rejected_table, rejected.schema, list(model.partitioned_by), origin="model")
-        run.rejected_rows = lh.tables.overwrite_partition(model.rejected_table, rejected, partition)
+    run.rows = lh.tables.overwrite_partition(model.table, chunks, partition)
+    if reason_column and model.rejected_table is not None:
+        rejected_all = (pa.concat_tables(rejected_parts) if rejected_parts else result_schema[0].empty_table())
+        rejected_all = _with_partition(rejected_all, partition_key)
+        lh.tables.ensure_table(model.rejected_table, rejected_all.schema, list(model.partitioned_by), origin="model")
+        run.rejected_rows = lh.tables.overwrite_partition(model.rejected_table, rejected_all, partition)
+        counts = rejected_all.group_by(reason_column).aggregate([([], "count_all")])
+        run.rejected_by_reason = dict(zip(counts[reason_column].to_pylist(), counts["count_all"].to_pylist(),
+                                          strict=True))
     if model.reconcile_with is not None:
-        source = lh.tables.dataset(model.reconcile_with, partition)
-        run.source_rows = source.count_rows()
-    run.checks = [_evaluate(lh, check, data, run) for check in model.checks]
+        run.source_rows = lh.tables.dataset(model.reconcile_with, partition).count_rows()
+    written = lh.tables.dataset(model.table, partition)
+    run.checks = [_evaluate(lh, check, written, run) for check in model.checks]
     run.version = lh.tables.version(model.table)
     return run

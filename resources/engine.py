@@ -6,7 +6,8 @@ the scan. Named parameters ($dt, $hh, ...) are bound, never pasted into SQL text
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -120,5 +121,38 @@ class DuckDBEngine:
             return con.sql(sql, params=used or None).to_arrow_table()
         except duckdb.Error as exc:
             raise QueryError(f"{statement_name}: {str(exc).splitlines()[0]}") from None
+        finally:
+            con.close()
+
+    @contextmanager
+    def stream(
+        self,
+        sql: str,
+        sources: Mapping[TableId | str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        default_namespace: str | None = None,
+        statement_name: str = "query",
+        batch_rows: int = 262_144,
+    ) -> Iterator[pa.RecordBatchReader]:
+        """Run one statement and stream its result in record batches (bounded memory)."""
+        import duckdb
+        import pyarrow as pa
+
+        con = self._connect(sources, default_namespace)
+        used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
+
+        def batches(reader: Any) -> Iterator[pa.RecordBatch]:
+            try:
+                yield from reader
+            except duckdb.Error as exc:
+                raise QueryError(f"{statement_name}: {str(exc).splitlines()[0]}") from None
+
+        try:
+            try:
+                reader = con.sql(sql, params=used or None).to_arrow_reader(batch_rows)
+            except duckdb.Error as exc:
+                raise QueryError(f"{statement_name}: {str(exc).splitlines()[0]}") from None
+            yield pa.RecordBatchReader.from_batches(reader.schema, batches(reader))
         finally:
             con.close()

@@ -88,20 +88,50 @@ class ObjectStore:
     def read_bytes(self, path: str) -> bytes:
         return self._fs.cat_file(self._abs(path))
 
-    def read_arrow(self, path: str) -> pa.Table:
-        """Read a Parquet or ORC object whole. Raises UnreadableFileError naming the object."""
+    def _fail(self, path: str, exc: Exception) -> UnreadableFileError:
+        kind = path.rsplit(".", 1)[-1]
+        return UnreadableFileError(f"{self.uri}/{path}: not a readable {kind} file ({exc})")
+
+    def read_schema(self, path: str) -> pa.Schema:
+        """The file's schema from its footer alone. Raises UnreadableFileError naming the object."""
         import pyarrow.orc as orc
         import pyarrow.parquet as pq
 
-        data = self.read_bytes(path)
+        if not path.endswith(READABLE_SUFFIXES):
+            raise UnreadableFileError(f"{self.uri}/{path}: unsupported file type, expected one of {READABLE_SUFFIXES}")
         try:
-            if path.endswith(".parquet"):
-                return pq.read_table(io.BytesIO(data))
-            if path.endswith(".orc"):
-                return orc.ORCFile(io.BytesIO(data)).read()
+            with self._fs.open(self._abs(path), "rb") as handle:
+                if path.endswith(".parquet"):
+                    return pq.read_schema(handle)
+                return orc.ORCFile(handle).schema
         except Exception as exc:  # pyarrow raises several unrelated types for corrupt input
-            raise UnreadableFileError(f"{self.uri}/{path}: not a readable {path.rsplit('.', 1)[-1]} file ({exc})") from exc
-        raise UnreadableFileError(f"{self.uri}/{path}: unsupported file type, expected one of {READABLE_SUFFIXES}")
+            raise self._fail(path, exc) from exc
+
+    def iter_arrow(self, path: str) -> Iterator[pa.Table]:
+        """The file's rows, one Parquet row group or ORC stripe at a time (bounded memory)."""
+        import pyarrow as pa
+        import pyarrow.orc as orc
+        import pyarrow.parquet as pq
+
+        with self._fs.open(self._abs(path), "rb") as handle:
+            try:
+                if path.endswith(".parquet"):
+                    reader = pq.ParquetFile(handle)
+                    parts = (reader.read_row_group(i) for i in range(reader.num_row_groups))
+                else:
+                    orc_file = orc.ORCFile(handle)
+                    parts = (pa.Table.from_batches([orc_file.read_stripe(i)]) for i in range(orc_file.nstripes))
+                for part in parts:
+                    yield part
+            except (OSError, pa.ArrowException) as exc:
+                raise self._fail(path, exc) from exc
+
+    def read_arrow(self, path: str) -> pa.Table:
+        """Read a Parquet or ORC object whole. Raises UnreadableFileError naming the object."""
+        import pyarrow as pa
+
+        self.read_schema(path)
+        return pa.concat_tables(list(self.iter_arrow(path)))
 
     def write_bytes(self, path: str, data: bytes) -> None:
         full = self._abs(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from resources.settings import LakehouseSettings
 
 COMMIT_RETRIES = 8
+
+ICEBERG_FILE_ROWS = 500_000
+"""Rows gathered before pyiceberg writes them out as one append (bounds memory and file count)."""
+
+Chunks = Callable[[], Iterable["pa.Table"]]
+"""A re-creatable stream of row chunks: called again for a retry, so it must yield the same rows."""
 
 
 class SchemaConflictError(ValueError):
@@ -148,7 +154,9 @@ class TableStore(ABC):
     def _evolve(self, table: TableId, schema: pa.Schema) -> None: ...
 
     @abstractmethod
-    def _replace(self, table: TableId, data: pa.Table, partition: Mapping[str, str]) -> None: ...
+    def _replace(self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema,
+                 partition: Mapping[str, str]) -> None:
+        """Atomically replace the partition's rows by the chunks' rows, in one commit."""
 
     @abstractmethod
     def dataset(self, table: TableId, partition: Mapping[str, str] | None = None) -> pads.Dataset:
@@ -180,14 +188,25 @@ class TableStore(ABC):
             return self.schema(table)
         return current
 
-    def overwrite_partition(self, table: TableId, data: pa.Table, partition: Mapping[str, str]) -> int:
-        """Atomically make the partition hold exactly `data` (a re-run replaces, never duplicates)."""
+    def overwrite_partition(self, table: TableId, data: pa.Table | Chunks, partition: Mapping[str, str]) -> int:
+        """Atomically make the partition hold exactly `data` (a re-run replaces, never duplicates).
+
+        `data` is a table, or a callable returning an iterable of chunks, so a large partition is
+        written with bounded memory. Returns the number of rows written."""
         schema = self.schema(table)
-        frame = conform(data, schema)
+        make_chunks: Chunks = (lambda: [data]) if not callable(data) else data
         for attempt in range(COMMIT_RETRIES):
+            written = 0
+
+            def conformed() -> Iterator[pa.Table]:
+                nonlocal written
+                for chunk in make_chunks():
+                    written += chunk.num_rows
+                    yield conform(chunk, schema)
+
             try:
-                self._replace(table, frame, partition)
-                return frame.num_rows
+                self._replace(table, conformed(), schema, partition)
+                return written
             except Exception as exc:
                 if not _is_commit_conflict(exc) or attempt == COMMIT_RETRIES - 1:
                     raise
@@ -255,16 +274,29 @@ class IcebergTableStore(TableStore):
         with self._load(table).update_schema() as update:
             update.union_by_name(schema)
 
-    def _replace(self, table: TableId, data: pa.Table, partition: Mapping[str, str]) -> None:
+    def _replace(self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema,
+                 partition: Mapping[str, str]) -> None:
+        import pyarrow as pa
         from pyiceberg.expressions import AlwaysTrue, And, EqualTo
 
         condition: Any = AlwaysTrue()
         for column, value in partition.items():
             condition = And(condition, EqualTo(column, value))
-        with warnings.catch_warnings():
+        # One transaction = one commit: readers see the old partition or the new one, never a mix.
+        with warnings.catch_warnings(), self._load(table).transaction() as tx:
             # The first load of a partition has nothing to delete; pyiceberg warns about that.
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-            self._load(table).overwrite(data, overwrite_filter=condition)
+            tx.delete(condition)
+            pending: list[pa.Table] = []
+            size = 0
+            for chunk in chunks:
+                pending.append(chunk)
+                size += chunk.num_rows
+                if size >= ICEBERG_FILE_ROWS:
+                    tx.append(pa.concat_tables(pending))
+                    pending, size = [], 0
+            if size:
+                tx.append(pa.concat_tables(pending))
 
     def _file_paths(self, table: TableId, partition: Mapping[str, str] | None) -> tuple[Any, list[str]]:
         from pyiceberg.expressions import AlwaysTrue, And, EqualTo
@@ -349,13 +381,16 @@ class DeltaTableStore(TableStore):
         write_deltalake(self.location(table), schema.empty_table(), mode="append",
                         storage_options=self._options(), schema_mode="merge")
 
-    def _replace(self, table: TableId, data: pa.Table, partition: Mapping[str, str]) -> None:
+    def _replace(self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema,
+                 partition: Mapping[str, str]) -> None:
+        import pyarrow as pa
         from deltalake import write_deltalake
 
         predicate = " AND ".join(f"{c} = '{_sql_literal(v)}'" for c, v in partition.items()) or None
-        write_deltalake(
-            self.location(table), data, mode="overwrite", predicate=predicate,
-            storage_options=self._options(), schema_mode="merge",
+        batches = (batch for chunk in chunks for batch in chunk.to_batches())
+        write_deltalake(  # streams the batches; one commit
+            self.location(table), pa.RecordBatchReader.from_batches(schema, batches), mode="overwrite",
+            predicate=predicate, storage_options=self._options(), schema_mode="merge",
         )
 
     def dataset(self, table: TableId, partition: Mapping[str, str] | None = None) -> pads.Dataset:

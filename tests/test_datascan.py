@@ -1,0 +1,190 @@
+"""DataScan: discovery, junk, corrupt files, late / replaced / deleted files, schema evolution,
+conflicts, restarts. The real sensor is evaluated against a prepared state (manifest + instance)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.orc as orc
+import pytest
+
+from lakehouse_assets.definitions import build_definitions
+from resources.table_store import TableId
+from tests.conftest import GPS_SCHEMA, Pipeline, gps
+
+ODS = dg.AssetKey(["iov", "ods_vehicle_gps_raw"])
+DWD = dg.AssetKey(["iov", "dwd_vehicle_gps"])
+ADS = dg.AssetKey(["iov", "ads_vehicle_hourly_stat"])
+
+
+def evaluate(p: Pipeline) -> dg.SensorResult:
+    defs = p.defs()
+    with dg.build_sensor_context(instance=p.instance, resources=dict(defs.resources)) as ctx:
+        return defs.resolve_sensor_def("datascan")(ctx)
+
+
+def test_new_partition_asks_for_ods_dwd_ads_of_that_partition(pipeline: Pipeline) -> None:
+    pipeline.land([gps()], dt="2025-09-17", hh="23")
+    result = evaluate(pipeline)
+    [request] = result.run_requests
+    assert request.partition_key == "2025-09-17-23"
+    assert set(request.asset_selection) == {ODS, DWD, ADS}
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in result.dynamic_partitions_requests] == [
+        ("iov_hourly", ["2025-09-17-23"])]
+    # same pending state -> same run key, so the daemon never launches the same work twice
+    assert evaluate(pipeline).run_requests[0].run_key == request.run_key
+
+
+def test_junk_is_ignored_and_never_stops_the_scan(pipeline: Pipeline) -> None:
+    base = "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23"
+    for path, content in {
+        "iov/.DS_Store": b"junk", f"{base}/.DS_Store": b"junk", f"{base}/_SUCCESS": b"",
+        f"{base}/part-1.parquet.uploading": b"half", f"{base}/empty.parquet": b"", f"{base}/notes.txt": b"hi",
+        f"iov/_staging/{base}/x.parquet": b"junk", ".hidden/x.parquet": b"junk",
+    }.items():
+        pipeline.lh.landing.write_bytes(path, content)
+    result = evaluate(pipeline)
+    assert not result.run_requests
+    pipeline.land([gps()])
+    assert len(evaluate(pipeline).run_requests) == 1
+    pipeline.scan()
+    assert pipeline.sql("select count(*) as n from iov.ods_vehicle_gps_raw") == [{"n": 1}]
+    assert pipeline.sql("select count(*) as n from lakehouse.rejected_files") == [{"n": 0}]
+
+
+def test_corrupt_file_is_rejected_with_reason_and_the_rest_is_loaded(pipeline: Pipeline) -> None:
+    pipeline.land([gps("VIN001"), gps("VIN002")], name="good.parquet")
+    pipeline.lh.landing.write_bytes("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/bad.parquet", b"PAR1 not parquet")
+    pipeline.lh.landing.write_bytes("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/bad.orc", b"ORC garbage")
+    pipeline.scan()
+    assert pipeline.sql("select count(*) as n from iov.ods_vehicle_gps_raw") == [{"n": 2}]
+    rejected = pipeline.sql("select path, reason from lakehouse.rejected_files order by path")
+    assert [r["path"].rsplit("/", 1)[1] for r in rejected] == ["bad.orc", "bad.parquet"]
+    assert all(r["path"] in r["reason"] and "not a readable" in r["reason"] for r in rejected)
+    check = pipeline.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(ODS, "no_rejected_files")])
+    evaluation = list(check.values())[0].evaluation
+    assert evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN
+    # nothing pending: the rejected files are remembered, not retried forever
+    assert not evaluate(pipeline).run_requests
+
+
+def test_late_file_joins_its_processed_partition_and_flows_to_ads(pipeline: Pipeline) -> None:
+    pipeline.land([gps("VIN001", "2025-09-17 23:00:00", 120.0, 30.0, 40.0)], name="a.parquet")
+    pipeline.scan()
+    pipeline.land([gps("VIN001", "2025-09-17 23:10:00", 120.1, 30.0, 60.0)], name="late.parquet")
+    [request] = evaluate(pipeline).run_requests
+    assert request.partition_key == "2025-09-17-23"
+    pipeline.scan()
+    [(distance, speed)] = pipeline.ads().values()
+    assert speed == 50.0 and distance > 9
+    assert pipeline.sql("select _source_file, count(*) as n from iov.ods_vehicle_gps_raw group by 1 order by 1") == [
+        {"_source_file": "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/a.parquet", "n": 1},
+        {"_source_file": "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/late.parquet", "n": 1}]
+
+
+def test_replaced_file_replaces_its_rows_and_deleted_file_drops_them(pipeline: Pipeline) -> None:
+    path = pipeline.land([gps("VIN001", speed=10.0), gps("VIN002", speed=20.0)], name="a.parquet")
+    pipeline.land([gps("VIN003", speed=30.0)], name="b.parquet")
+    pipeline.scan()
+    time.sleep(0.01)
+    pipeline.land([gps("VIN001", speed=99.0)], name="a.parquet")  # same name, new content
+    pipeline.scan()
+    assert pipeline.sql("select vin, speed from iov.dwd_vehicle_gps order by vin") == [
+        {"vin": "VIN001", "speed": 99.0}, {"vin": "VIN003", "speed": 30.0}]
+    os.remove(os.path.join(pipeline.settings.landing_uri, path))
+    pipeline.scan()
+    assert pipeline.sql("select vin from iov.ads_vehicle_hourly_stat") == [{"vin": "VIN003"}]
+
+
+def test_restart_neither_misses_nor_reprocesses(pipeline: Pipeline, settings, tmp_path) -> None:
+    pipeline.land([gps()], hh="22")
+    pipeline.scan()
+    # "restart": a new Definitions object, a new instance handle on the same storage
+    (tmp_path / "dh").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dh")) as fresh:
+        restarted = Pipeline(settings, fresh)
+        fresh.add_dynamic_partitions("iov_hourly", ["2025-09-17-22"])
+        assert not evaluate(restarted).run_requests  # nothing reprocessed
+        restarted.land([gps("VIN777")], hh="23")
+        [request] = evaluate(restarted).run_requests  # nothing missed
+        assert request.partition_key == "2025-09-17-23"
+
+
+def test_any_date_is_a_partition_and_misplaced_files_are_recorded(pipeline: Pipeline) -> None:
+    pipeline.land([gps(report_time="1999-12-31 23:00:00")], dt="1999-12-31", hh="23")
+    pipeline.lh.landing.write_arrow("iov/ods_vehicle_gps_raw/dt=2025-13-01/hh=00/x.parquet",
+                                    pa.Table.from_pylist([gps()], schema=GPS_SCHEMA))
+    pipeline.lh.landing.write_arrow("iov/ods_vehicle_gps_raw/x.parquet", pa.Table.from_pylist([gps()], schema=GPS_SCHEMA))
+    pipeline.scan()
+    assert pipeline.sql("select stat_hour from iov.ads_vehicle_hourly_stat") == [{"stat_hour": "1999-12-31 23"}]
+    reasons = {r["path"]: r["reason"] for r in pipeline.sql("select path, reason from lakehouse.rejected_files")}
+    assert "not a valid date" in reasons["iov/ods_vehicle_gps_raw/dt=2025-13-01/hh=00/x.parquet"]
+    assert "not in <namespace>/<table>" in reasons["iov/ods_vehicle_gps_raw/x.parquet"]
+
+
+def test_parquet_and_orc_are_one_table_and_schema_evolves(pipeline: Pipeline) -> None:
+    pipeline.land([gps("VIN001")], hh="20")
+    narrow = pa.Table.from_pylist([gps("VIN002", extra_col="x")]).cast(pa.schema([
+        *[pa.field(f.name, pa.float32() if f.name == "speed" else f.type) for f in GPS_SCHEMA],
+        ("extra_col", pa.string())]))
+    sink = pa.BufferOutputStream()
+    orc.write_table(narrow, sink)
+    pipeline.lh.landing.write_bytes("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=21/part-0.orc", sink.getvalue().to_pybytes())
+    pipeline.scan()
+    rows = pipeline.sql("select vin, speed, extra_col from iov.ods_vehicle_gps_raw order by vin")
+    assert rows == [{"vin": "VIN001", "speed": 50.0, "extra_col": None}, {"vin": "VIN002", "speed": 50.0, "extra_col": "x"}]
+    assert pipeline.lh.tables.schema(TableId("iov", "ods_vehicle_gps_raw")).field("speed").type == pa.float64()
+    assert pipeline.sql("select count(*) as n from iov.ads_vehicle_hourly_stat") == [{"n": 2}]
+
+
+def test_incompatible_schema_is_rejected_naming_the_file(pipeline: Pipeline) -> None:
+    pipeline.land([gps("VIN001")], hh="20")
+    pipeline.scan()
+    bad = pa.table({"vin": ["VIN002"], "report_time": ["2025-09-17 23:00:00"], "lng": ["east"], "lat": [30.0],
+                    "speed": [1.0]})
+    path = pipeline.land(bad, hh="21", name="bad-types.parquet")
+    pipeline.land([gps("VIN003")], hh="21", name="ok.parquet")
+    pipeline.scan()
+    [row] = pipeline.sql("select path, reason from lakehouse.rejected_files")
+    assert row["path"] == path and path in row["reason"] and "'lng'" in row["reason"]
+    assert pipeline.sql("select vin from iov.ods_vehicle_gps_raw where hh = '21'") == [{"vin": "VIN003"}]
+
+
+def test_user_table_with_a_discovered_name_is_never_overwritten(pipeline: Pipeline) -> None:
+    user_table = TableId("iov", "ods_vehicle_gps_raw")
+    mine = pa.table({"note": ["mine"], "dt": ["x"], "hh": ["y"]})
+    pipeline.lh.tables.ensure_table(user_table, mine.schema, ["dt", "hh"], origin="user")
+    pipeline.lh.tables.overwrite_partition(user_table, mine, {"dt": "x", "hh": "y"})
+    pipeline.land([gps()])
+    result = evaluate(pipeline)
+    assert not result.run_requests
+    [conflict] = pipeline.sql("select name, reason from lakehouse.conflicts")
+    assert conflict["name"] == "ods_vehicle_gps_raw" and "will not overwrite" in conflict["reason"]
+    assert pipeline.sql("select note from iov.ods_vehicle_gps_raw") == [{"note": "mine"}]
+
+
+def test_new_folder_becomes_a_registered_table_without_code_changes(pipeline: Pipeline) -> None:
+    defs_before = pipeline.defs()  # loaded before the folder exists
+    pipeline.land([gps()], table="ods_fleet_events", namespace="fleet")
+    with dg.build_sensor_context(instance=pipeline.instance, resources=dict(defs_before.resources)) as ctx:
+        result = defs_before.resolve_sensor_def("datascan")(ctx)
+    [request] = result.run_requests
+    assert request.job_name == "datascan_ingest_job"
+    outcome = defs_before.resolve_job_def(request.job_name).execute_in_process(
+        instance=pipeline.instance, run_config=request.run_config, tags=request.tags)
+    assert outcome.success
+    assert pipeline.sql("select vin from fleet.ods_fleet_events") == [{"vin": "VIN001"}]
+    # and on the next load it is an asset of its own
+    assert dg.AssetKey(["fleet", "ods_fleet_events"]) in build_definitions(pipeline.settings).resolve_asset_graph().get_all_asset_keys()
+
+
+@pytest.mark.parametrize("hours", [3])
+def test_one_run_per_changed_partition(pipeline: Pipeline, hours: int) -> None:
+    for h in range(hours):
+        pipeline.land([gps()], hh=f"{h:02d}")
+    result = evaluate(pipeline)
+    assert sorted(r.partition_key for r in result.run_requests) == [f"2025-09-17-{h:02d}" for h in range(hours)]
