@@ -219,7 +219,7 @@ class TableStore(ABC):
 
 def _is_commit_conflict(exc: Exception) -> bool:
     name = type(exc).__name__
-    return name in {"CommitFailedException", "CommitConflictError", "TableAlreadyExistsError"} or (
+    return name in {"CommitFailedException", "CommitFailedError", "CommitConflictError"} or (
         "conflict" in str(exc).lower() and "commit" in str(exc).lower()
     )
 
