@@ -26,7 +26,11 @@ from sensors.sensor import build_datascan_sensor, pipeline_job_name
 
 def discovered_tables(settings: LakehouseSettings) -> set[TableId]:
     """Tables DataScan registered before, plus table folders already in the landing zone."""
-    found = {TableId(r.namespace, r.name) for r in CatalogDB(settings.catalog_uri).list_tables() if r.origin == "datascan"}
+    found = {
+        TableId(r.namespace, r.name)
+        for r in CatalogDB(settings.catalog_uri).list_tables()
+        if r.origin == "datascan"
+    }
     landing = open_object_store(settings.landing_uri, settings.s3)
     for namespace in landing.list_dirs():
         if IDENTIFIER.match(namespace):
@@ -53,7 +57,9 @@ def downstream_models(models: list[SqlModel]) -> dict[TableId, list[dg.AssetKey]
     return closure
 
 
-def build_definitions(settings: LakehouseSettings | None = None, models_root: Path = MODELS_ROOT) -> dg.Definitions:
+def build_definitions(
+    settings: LakehouseSettings | None = None, models_root: Path = MODELS_ROOT
+) -> dg.Definitions:
     explicit = settings is not None
     settings = settings or LakehouseSettings.from_env()
     models = load_models(models_root)

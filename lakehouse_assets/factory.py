@@ -1,6 +1,5 @@
 """Asset factories: an ODS asset per landed table, a model asset per SQL file, with their checks."""
 
-
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,7 +54,9 @@ def rejected_files_check(report: IngestReport, key: dg.AssetKey) -> dg.AssetChec
     )
 
 
-def build_ods_asset(table: TableId, partitions_def: dg.PartitionsDefinition, table_format: str) -> dg.AssetsDefinition:
+def build_ods_asset(
+    table: TableId, partitions_def: dg.PartitionsDefinition, table_format: str
+) -> dg.AssetsDefinition:
     key = asset_key(table)
 
     @dg.asset(
@@ -64,9 +65,14 @@ def build_ods_asset(table: TableId, partitions_def: dg.PartitionsDefinition, tab
         group_name="ods",
         kinds={table_format, "parquet"},
         description=f"Raw files of landing/{table.namespace}/{table.name}/dt=.../hh=..., registered by DataScan. "
-                    "Each partition holds exactly the rows of its current files; `_source_file` names each row's file.",
-        check_specs=[dg.AssetCheckSpec(NO_REJECTED_FILES, asset=key,
-                                       description="Every landed file of the partition could be read and fits the schema")],
+        "Each partition holds exactly the rows of its current files; `_source_file` names each row's file.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                NO_REJECTED_FILES,
+                asset=key,
+                description="Every landed file of the partition could be read and fits the schema",
+            )
+        ],
         metadata={"table": str(table), "layer": "ods"},
     )
     def _ods(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
@@ -80,16 +86,23 @@ def build_ods_asset(table: TableId, partitions_def: dg.PartitionsDefinition, tab
 
 
 def _column_schema(model: SqlModel) -> dg.TableSchema:
-    columns = [dg.TableColumn(c.name, str(arrow_type(c.type)), description=c.description) for c in model.columns]
-    columns += [dg.TableColumn("dt", "string", description="Partition date (landing folder)"),
-                dg.TableColumn("hh", "string", description="Partition hour (landing folder)")]
+    columns = [
+        dg.TableColumn(c.name, str(arrow_type(c.type)), description=c.description) for c in model.columns
+    ]
+    columns += [
+        dg.TableColumn("dt", "string", description="Partition date (landing folder)"),
+        dg.TableColumn("hh", "string", description="Partition hour (landing folder)"),
+    ]
     return dg.TableSchema(columns=columns)
 
 
-def build_model_asset(model: SqlModel, partitions_def: dg.PartitionsDefinition, table_format: str) -> dg.AssetsDefinition:
+def build_model_asset(
+    model: SqlModel, partitions_def: dg.PartitionsDefinition, table_format: str
+) -> dg.AssetsDefinition:
     key = asset_key(model.table)
     check_specs = [
-        dg.AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in model.checks
+        dg.AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking)
+        for c in model.checks
     ]
 
     @dg.asset(
@@ -121,7 +134,9 @@ def build_model_asset(model: SqlModel, partitions_def: dg.PartitionsDefinition, 
         yield dg.MaterializeResult(metadata=metadata)
         for outcome in run.checks:
             yield dg.AssetCheckResult(
-                asset_key=key, check_name=outcome.check.name, passed=outcome.passed,
+                asset_key=key,
+                check_name=outcome.check.name,
+                passed=outcome.passed,
                 metadata={"failing_rows": outcome.failing_rows, "detail": outcome.detail},
             )
 
@@ -140,14 +155,21 @@ class IngestConfig(dg.Config):
 
 
 @dg.op(description="Load one partition of a newly discovered landing table into its ODS table.")
-def ingest_new_table_partition(context: dg.OpExecutionContext, config: IngestConfig, lakehouse: LakehouseResource) -> None:
+def ingest_new_table_partition(
+    context: dg.OpExecutionContext, config: IngestConfig, lakehouse: LakehouseResource
+) -> None:
     table = TableId(config.namespace, config.table)
     report = ingest_partition(lakehouse.open(), table, config.partition_key)
-    context.log_event(dg.AssetMaterialization(asset_key=asset_key(table), partition=config.partition_key,
-                                              metadata=ingest_metadata(report)))
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=asset_key(table), partition=config.partition_key, metadata=ingest_metadata(report)
+        )
+    )
 
 
-@dg.job(description="DataScan's loader for tables that appeared after the code location was loaded; "
-                    "they get their own asset on the next reload.")
+@dg.job(
+    description="DataScan's loader for tables that appeared after the code location was loaded; "
+    "they get their own asset on the next reload."
+)
 def datascan_ingest_job() -> None:
     ingest_new_table_partition()

@@ -16,7 +16,15 @@ if TYPE_CHECKING:
 
     from resources.object_store import ObjectStore
 
-DIRTY_KINDS = ("vin_null", "vin_blank", "speed_negative", "speed_null", "time_bad", "coords_out", "coords_null")
+DIRTY_KINDS = (
+    "vin_null",
+    "vin_blank",
+    "speed_negative",
+    "speed_null",
+    "time_bad",
+    "coords_out",
+    "coords_null",
+)
 
 
 @dataclass
@@ -28,7 +36,12 @@ class GenerateSummary:
 
 
 def gps_hour(
-    start: dt.datetime, vehicles: int, interval_seconds: int, state: dict[str, object], seed: int, dirty_fraction: float
+    start: dt.datetime,
+    vehicles: int,
+    interval_seconds: int,
+    state: dict[str, object],
+    seed: int,
+    dirty_fraction: float,
 ) -> tuple[pa.Table, int]:
     """One hour of reports for every vehicle; `state` carries positions from hour to hour."""
     import numpy as np
@@ -48,30 +61,55 @@ def gps_hour(
 
     width = max(3, len(str(vehicles)))
     ids = np.arange(1, vehicles + 1)
-    times = [(start + dt.timedelta(seconds=int(k) * interval_seconds)).strftime("%Y-%m-%d %H:%M:%S") for k in range(steps)]
+    times = [
+        (start + dt.timedelta(seconds=int(k) * interval_seconds)).strftime("%Y-%m-%d %H:%M:%S")
+        for k in range(steps)
+    ]
     step = np.repeat(np.arange(steps), vehicles)
-    frame = pl.DataFrame({
-        "report_time": pl.Series(times).gather(step),
-        "vehicle": np.tile(ids, steps),
-        "lng": lng.ravel(), "lat": lat.ravel(), "speed": speed.ravel(),
-    }).with_columns(
+    frame = pl.DataFrame(
+        {
+            "report_time": pl.Series(times).gather(step),
+            "vehicle": np.tile(ids, steps),
+            "lng": lng.ravel(),
+            "lat": lat.ravel(),
+            "speed": speed.ravel(),
+        }
+    ).with_columns(
         vin=pl.format("VIN{}", pl.col("vehicle").cast(pl.String).str.zfill(width)),
         device_id=pl.format("DEV{}", pl.col("vehicle").cast(pl.String).str.zfill(width)),
         raw_payload=pl.lit("mock_payload"),
     )
     dirty = 0
     if dirty_fraction > 0:
-        kind = np.where(rng.random(frame.height) < dirty_fraction, rng.integers(0, len(DIRTY_KINDS), frame.height), -1)
+        kind = np.where(
+            rng.random(frame.height) < dirty_fraction, rng.integers(0, len(DIRTY_KINDS), frame.height), -1
+        )
         dirty = int((kind >= 0).sum())
         k = pl.Series("kind", kind)
         frame = frame.with_columns(k).with_columns(
-            vin=pl.when(pl.col("kind") == 0).then(None).when(pl.col("kind") == 1).then(pl.lit("  "))
-                .otherwise(pl.col("vin")),
-            speed=pl.when(pl.col("kind") == 2).then(-pl.col("speed") - 1).when(pl.col("kind") == 3).then(None)
-                .otherwise(pl.col("speed")),
-            report_time=pl.when(pl.col("kind") == 4).then(pl.lit("2025/09/17 25:61")).otherwise(pl.col("report_time")),
-            lng=pl.when(pl.col("kind") == 5).then(pl.lit(0.0)).when(pl.col("kind") == 6).then(None).otherwise(pl.col("lng")),
-            lat=pl.when(pl.col("kind") == 5).then(pl.lit(0.0)).when(pl.col("kind") == 6).then(None).otherwise(pl.col("lat")),
+            vin=pl.when(pl.col("kind") == 0)
+            .then(None)
+            .when(pl.col("kind") == 1)
+            .then(pl.lit("  "))
+            .otherwise(pl.col("vin")),
+            speed=pl.when(pl.col("kind") == 2)
+            .then(-pl.col("speed") - 1)
+            .when(pl.col("kind") == 3)
+            .then(None)
+            .otherwise(pl.col("speed")),
+            report_time=pl.when(pl.col("kind") == 4)
+            .then(pl.lit("2025/09/17 25:61"))
+            .otherwise(pl.col("report_time")),
+            lng=pl.when(pl.col("kind") == 5)
+            .then(pl.lit(0.0))
+            .when(pl.col("kind") == 6)
+            .then(None)
+            .otherwise(pl.col("lng")),
+            lat=pl.when(pl.col("kind") == 5)
+            .then(pl.lit(0.0))
+            .when(pl.col("kind") == 6)
+            .then(None)
+            .otherwise(pl.col("lat")),
         )
     columns = ["vin", "device_id", "report_time", "lng", "lat", "speed", "raw_payload"]
     return frame.select(columns).to_arrow(), dirty

@@ -34,11 +34,21 @@ def arrow_type(sql_type: str) -> pa.DataType:
     import pyarrow as pa
 
     types = {
-        "string": pa.string(), "varchar": pa.string(), "text": pa.string(),
-        "double": pa.float64(), "float": pa.float32(), "real": pa.float32(),
-        "bigint": pa.int64(), "int": pa.int32(), "integer": pa.int32(), "smallint": pa.int16(),
-        "boolean": pa.bool_(), "bool": pa.bool_(),
-        "timestamp": pa.timestamp("us"), "datetime": pa.timestamp("us"), "date": pa.date32(),
+        "string": pa.string(),
+        "varchar": pa.string(),
+        "text": pa.string(),
+        "double": pa.float64(),
+        "float": pa.float32(),
+        "real": pa.float32(),
+        "bigint": pa.int64(),
+        "int": pa.int32(),
+        "integer": pa.int32(),
+        "smallint": pa.int16(),
+        "boolean": pa.bool_(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("us"),
+        "datetime": pa.timestamp("us"),
+        "date": pa.date32(),
     }
     try:
         return types[sql_type.lower()]
@@ -110,12 +120,28 @@ def _checks(raw: list[dict[str, Any]], where: Path) -> tuple[Check, ...]:
         blocking = item.get("blocking", True)
         if kind in ("not_null", "unique"):
             cols = tuple(spec if isinstance(spec, list) else [spec])
-            checks.append(Check(f"{kind}_{'_'.join(cols)}", kind, cols, blocking=blocking,
-                                description=f"{', '.join(cols)} {'never NULL' if kind == 'not_null' else 'unique per partition'}"))
+            checks.append(
+                Check(
+                    f"{kind}_{'_'.join(cols)}",
+                    kind,
+                    cols,
+                    blocking=blocking,
+                    description=f"{', '.join(cols)} {'never NULL' if kind == 'not_null' else 'unique per partition'}",
+                )
+            )
         elif kind == "accepted_range":
             col = spec["column"]
-            checks.append(Check(f"range_{col}", kind, (col,), spec.get("min"), spec.get("max"), blocking,
-                                f"{col} within [{spec.get('min')}, {spec.get('max')}]"))
+            checks.append(
+                Check(
+                    f"range_{col}",
+                    kind,
+                    (col,),
+                    spec.get("min"),
+                    spec.get("max"),
+                    blocking,
+                    f"{col} within [{spec.get('min')}, {spec.get('max')}]",
+                )
+            )
         else:
             raise ModelError(f"{where}: unknown check {kind!r} (not_null, unique, accepted_range)")
     return tuple(checks)
@@ -130,33 +156,52 @@ def parse_model(path: Path, namespace: str) -> SqlModel:
         header = yaml.safe_load(match["yaml"]) or {}
     except yaml.YAMLError as exc:
         raise ModelError(f"{path}: header is not valid YAML ({exc})") from None
-    sql = text[match.end():].strip().rstrip(";")
+    sql = text[match.end() :].strip().rstrip(";")
     name = path.stem
     try:
         deps = tuple(TableId(ns or namespace, t) for ns, t in referenced_tables(sql))
     except Exception as exc:
         raise ModelError(f"{path}: cannot parse SQL ({str(exc).splitlines()[0]})") from None
-    columns = tuple(Column(c, str(spec["type"]) if isinstance(spec, dict) else str(spec),
-                           spec.get("description", "") if isinstance(spec, dict) else "")
-                    for c, spec in (header.get("columns") or {}).items())
+    columns = tuple(
+        Column(
+            c,
+            str(spec["type"]) if isinstance(spec, dict) else str(spec),
+            spec.get("description", "") if isinstance(spec, dict) else "",
+        )
+        for c, spec in (header.get("columns") or {}).items()
+    )
     if not columns:
         raise ModelError(f"{path}: the header must declare the table's columns with their types")
     for c in columns:
         arrow_type(c.type)
     layer = header.get("layer") or name.split("_", 1)[0]
     if layer not in LAYERS:
-        raise ModelError(f"{path}: layer {layer!r} unknown; name the file <layer>_... with a layer in {LAYERS}")
+        raise ModelError(
+            f"{path}: layer {layer!r} unknown; name the file <layer>_... with a layer in {LAYERS}"
+        )
     reconcile = header.get("reconcile_with")
     checks = _checks(header.get("checks"), path)
     if reconcile:
-        checks += (Check("rows_reconcile", "reconcile", description=f"{reconcile} rows = rows + rejected rows"),)
+        checks += (
+            Check("rows_reconcile", "reconcile", description=f"{reconcile} rows = rows + rejected rows"),
+        )
     return SqlModel(
-        table=TableId(namespace, name), path=path, sql=sql, description=str(header.get("description", "")).strip(),
-        layer=layer, columns=columns, deps=deps, checks=checks,
+        table=TableId(namespace, name),
+        path=path,
+        sql=sql,
+        description=str(header.get("description", "")).strip(),
+        layer=layer,
+        columns=columns,
+        deps=deps,
+        checks=checks,
         reject_reason_column=header.get("reject_reason_column"),
         reconcile_with=TableId.parse(reconcile, namespace) if reconcile else None,
-        extra={k: v for k, v in header.items() if k not in {
-            "description", "columns", "checks", "layer", "reject_reason_column", "reconcile_with"}},
+        extra={
+            k: v
+            for k, v in header.items()
+            if k
+            not in {"description", "columns", "checks", "layer", "reject_reason_column", "reconcile_with"}
+        },
     )
 
 

@@ -75,8 +75,14 @@ def _lineage_schema(schema: pa.Schema) -> pa.Schema:
     import pyarrow as pa
 
     kept = [f for f in schema if f.name not in (SOURCE_FILE_COLUMN, *PARTITION_COLUMNS)]
-    return pa.schema([*kept, pa.field(SOURCE_FILE_COLUMN, pa.string()), pa.field("dt", pa.string()),
-                      pa.field("hh", pa.string())])
+    return pa.schema(
+        [
+            *kept,
+            pa.field(SOURCE_FILE_COLUMN, pa.string()),
+            pa.field("dt", pa.string()),
+            pa.field("hh", pa.string()),
+        ]
+    )
 
 
 def ingest_partition(lh: Lakehouse, table: TableId, key: str) -> IngestReport:
@@ -102,7 +108,9 @@ def ingest_partition(lh: Lakehouse, table: TableId, key: str) -> IngestReport:
         where = f"{lh.landing.uri}/{landed.path}"
         try:
             incoming = _lineage_schema(lh.landing.read_schema(landed.path))
-            schema = merge_schemas(schema, incoming, where) if schema is not None else normalize_schema(incoming)
+            schema = (
+                merge_schemas(schema, incoming, where) if schema is not None else normalize_schema(incoming)
+            )
         except (UnreadableFileError, SchemaConflictError) as exc:
             report.rejected.append(_rejected(record, str(exc)))
             continue
@@ -131,8 +139,10 @@ def ingest_partition(lh: Lakehouse, table: TableId, key: str) -> IngestReport:
                 except UnreadableFileError as exc:
                     raise _FileFailed(record.path, str(exc)) from exc
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise _FileFailed(record.path, f"{lh.landing.uri}/{record.path}: cannot convert to the "
-                                                   f"table schema ({exc})") from exc
+                    raise _FileFailed(
+                        record.path,
+                        f"{lh.landing.uri}/{record.path}: cannot convert to the table schema ({exc})",
+                    ) from exc
 
         try:
             report.rows = lh.tables.overwrite_partition(table, chunks, {"dt": dt_value, "hh": hh_value})

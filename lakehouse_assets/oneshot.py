@@ -36,7 +36,9 @@ def run_datascan_once(
     defs: dg.Definitions, instance: dg.DagsterInstance, execute: bool = True, log_level: str = "WARNING"
 ) -> OneShotResult:
     sensor = defs.resolve_sensor_def("datascan")
-    with dg.build_sensor_context(instance=instance, definitions=defs, resources=dict(defs.resources or {})) as context:
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, resources=dict(defs.resources or {})
+    ) as context:
         result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:
@@ -51,7 +53,10 @@ def run_datascan_once(
                 instance=instance,
                 partition_key=request.partition_key,
                 asset_selection=list(request.asset_selection) if request.asset_selection else None,
-                run_config={**request.run_config, "loggers": {"console": {"config": {"log_level": log_level}}}},
+                run_config={
+                    **request.run_config,
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
                 tags=request.tags,
                 raise_on_error=False,
             )

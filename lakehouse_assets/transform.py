@@ -68,8 +68,12 @@ def _evaluate(lh: Lakehouse, check: Check, data: pa.Table, run: ModelRun) -> Che
     if check.kind == "reconcile":
         total = run.rows + run.rejected_rows
         ok = run.source_rows == total
-        return CheckOutcome(check, ok, abs((run.source_rows or 0) - total),
-                            f"{run.model.reconcile_with}: {run.source_rows} rows; table {run.rows} + rejected {run.rejected_rows}")
+        return CheckOutcome(
+            check,
+            ok,
+            abs((run.source_rows or 0) - total),
+            f"{run.model.reconcile_with}: {run.source_rows} rows; table {run.rows} + rejected {run.rejected_rows}",
+        )
     cols = [quote_ident(c) for c in check.columns]
     if check.kind == "not_null":
         sql = f"select count(*) from t where {' or '.join(f'{c} is null' for c in cols)}"
@@ -85,7 +89,9 @@ def _evaluate(lh: Lakehouse, check: Check, data: pa.Table, run: ModelRun) -> Che
     else:
         raise ModelError(f"unknown check kind {check.kind!r}")
     params = {"min": check.min, "max": check.max}
-    failing = int(lh.engine.query(sql, {"t": data}, params, statement_name=f"check {check.name}").column(0)[0].as_py())
+    failing = int(
+        lh.engine.query(sql, {"t": data}, params, statement_name=f"check {check.name}").column(0)[0].as_py()
+    )
     return CheckOutcome(check, failing == 0, failing, f"{failing} failing row(s): {check.description}")
 
 
@@ -101,8 +107,10 @@ def run_model(lh: Lakehouse, model: SqlModel, partition_key: str) -> ModelRun:
     partition = {"dt": dt_value, "hh": hh_value}
     missing = [d for d in model.deps if not lh.tables.exists(d)]
     if missing:
-        raise ModelError(f"{model.path}: upstream table(s) {', '.join(map(str, missing))} do not exist yet; "
-                         "materialize them first (or wait for DataScan)")
+        raise ModelError(
+            f"{model.path}: upstream table(s) {', '.join(map(str, missing))} do not exist yet; "
+            "materialize them first (or wait for DataScan)"
+        )
     sources: dict[TableId | str, Any] = dict(lh.sources(list(model.deps), partition))
     params = model_params(lh, partition_key)
     schema = model.arrow_schema()
@@ -115,14 +123,21 @@ def run_model(lh: Lakehouse, model: SqlModel, partition_key: str) -> ModelRun:
 
     def chunks() -> Iterator[pa.Table]:
         rejected_parts.clear()
-        with lh.engine.stream(model.sql, sources, params, default_namespace=model.table.namespace,
-                              statement_name=str(model.path)) as batches:
+        with lh.engine.stream(
+            model.sql,
+            sources,
+            params,
+            default_namespace=model.table.namespace,
+            statement_name=str(model.path),
+        ) as batches:
             result_schema[:] = [batches.schema]
             for batch in batches:
                 part = pa.Table.from_batches([batch])
                 if reason_column:
                     if reason_column not in part.column_names:
-                        raise ModelError(f"{model.path}: reject_reason_column {reason_column!r} is not in the result")
+                        raise ModelError(
+                            f"{model.path}: reject_reason_column {reason_column!r} is not in the result"
+                        )
                     is_rejected = pc.is_valid(part[reason_column])
                     rejected = part.filter(is_rejected)
                     if rejected.num_rows:
@@ -133,13 +148,16 @@ def run_model(lh: Lakehouse, model: SqlModel, partition_key: str) -> ModelRun:
     run = ModelRun(model, partition_key, rows=0)
     run.rows = lh.tables.overwrite_partition(model.table, chunks, partition)
     if reason_column and model.rejected_table is not None:
-        rejected_all = (pa.concat_tables(rejected_parts) if rejected_parts else result_schema[0].empty_table())
+        rejected_all = pa.concat_tables(rejected_parts) if rejected_parts else result_schema[0].empty_table()
         rejected_all = _with_partition(rejected_all, partition_key)
-        lh.tables.ensure_table(model.rejected_table, rejected_all.schema, list(model.partitioned_by), origin="model")
+        lh.tables.ensure_table(
+            model.rejected_table, rejected_all.schema, list(model.partitioned_by), origin="model"
+        )
         run.rejected_rows = lh.tables.overwrite_partition(model.rejected_table, rejected_all, partition)
         counts = rejected_all.group_by(reason_column).aggregate([([], "count_all")])
-        run.rejected_by_reason = dict(zip(counts[reason_column].to_pylist(), counts["count_all"].to_pylist(),
-                                          strict=True))
+        run.rejected_by_reason = dict(
+            zip(counts[reason_column].to_pylist(), counts["count_all"].to_pylist(), strict=True)
+        )
     if model.reconcile_with is not None:
         run.source_rows = lh.tables.dataset(model.reconcile_with, partition).count_rows()
     written = lh.tables.dataset(model.table, partition)

@@ -121,8 +121,13 @@ class CatalogDB:
                     tables_t.c.namespace == record.namespace, tables_t.c.name == record.name
                 )
             ).first()
-            if existing is None:
+            if existing is not None:
+                return
+        try:
+            with self.engine.begin() as conn:
                 conn.execute(sa.insert(tables_t).values(**record.__dict__, created_at=_now()))
+        except sa.exc.IntegrityError:
+            pass  # registered by another process between our look and our insert
 
     def get_table(self, namespace: str, name: str) -> TableRecord | None:
         with self.engine.connect() as conn:
@@ -138,22 +143,32 @@ class CatalogDB:
         if namespace:
             query = query.where(tables_t.c.namespace == namespace)
         with self.engine.connect() as conn:
-            return [TableRecord(r.namespace, r.name, r.format, r.location, r.origin) for r in conn.execute(query)]
+            return [
+                TableRecord(r.namespace, r.name, r.format, r.location, r.origin) for r in conn.execute(query)
+            ]
 
     def forget_table(self, namespace: str, name: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(sa.delete(tables_t).where(tables_t.c.namespace == namespace, tables_t.c.name == name))
+            conn.execute(
+                sa.delete(tables_t).where(tables_t.c.namespace == namespace, tables_t.c.name == name)
+            )
 
     # --- conflicts ------------------------------------------------------------------------
     def record_conflict(self, namespace: str, name: str, reason: str) -> bool:
         """Record once; True when it is new."""
         with self.engine.begin() as conn:
             found = conn.execute(
-                sa.select(conflicts_t.c.name).where(conflicts_t.c.namespace == namespace, conflicts_t.c.name == name)
+                sa.select(conflicts_t.c.name).where(
+                    conflicts_t.c.namespace == namespace, conflicts_t.c.name == name
+                )
             ).first()
             if found:
                 return False
-            conn.execute(sa.insert(conflicts_t).values(namespace=namespace, name=name, reason=reason, first_seen=_now()))
+            conn.execute(
+                sa.insert(conflicts_t).values(
+                    namespace=namespace, name=name, reason=reason, first_seen=_now()
+                )
+            )
             return True
 
     def conflicts(self) -> list[dict[str, Any]]:

@@ -92,7 +92,9 @@ class DuckDBEngine:
                 if namespace not in schemas:
                     con.execute(f"create schema if not exists {quote_ident(namespace)}")
                     schemas.add(namespace)
-                con.execute(f"create view {quote_ident(namespace)}.{quote_ident(name)} as select * from {alias}")
+                con.execute(
+                    f"create view {quote_ident(namespace)}.{quote_ident(name)} as select * from {alias}"
+                )
             else:
                 con.execute(f"create view {quote_ident(name)} as select * from {alias}")
         if default_namespace:

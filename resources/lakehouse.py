@@ -49,23 +49,48 @@ class Lakehouse:
         files = self.catalog.file_rows()
         tables = [r.__dict__ for r in self.catalog.list_tables()]
         conflicts = self.catalog.conflicts()
-        file_schema = pa.schema([
-            ("path", pa.string()), ("namespace", pa.string()), ("table_name", pa.string()),
-            ("partition_key", pa.string()), ("size", pa.int64()), ("fingerprint", pa.string()),
-            ("status", pa.string()), ("rows", pa.int64()), ("reason", pa.string()),
-            ("updated_at", pa.timestamp("us")),
-        ])
+        file_schema = pa.schema(
+            [
+                ("path", pa.string()),
+                ("namespace", pa.string()),
+                ("table_name", pa.string()),
+                ("partition_key", pa.string()),
+                ("size", pa.int64()),
+                ("fingerprint", pa.string()),
+                ("status", pa.string()),
+                ("rows", pa.int64()),
+                ("reason", pa.string()),
+                ("updated_at", pa.timestamp("us")),
+            ]
+        )
         files_table = pa.Table.from_pylist(files, schema=file_schema)
         rejected = files_table.filter(pc.equal(files_table["status"], "rejected"))
         return {
             TableId("lakehouse", "files"): files_table,
             TableId("lakehouse", "rejected_files"): rejected.drop_columns(["fingerprint", "status", "rows"]),
-            TableId("lakehouse", "tables"): pa.Table.from_pylist(tables, schema=pa.schema([
-                ("namespace", pa.string()), ("name", pa.string()), ("format", pa.string()),
-                ("location", pa.string()), ("origin", pa.string())])),
-            TableId("lakehouse", "conflicts"): pa.Table.from_pylist(conflicts, schema=pa.schema([
-                ("namespace", pa.string()), ("name", pa.string()), ("reason", pa.string()),
-                ("first_seen", pa.timestamp("us"))])),
+            TableId("lakehouse", "tables"): pa.Table.from_pylist(
+                tables,
+                schema=pa.schema(
+                    [
+                        ("namespace", pa.string()),
+                        ("name", pa.string()),
+                        ("format", pa.string()),
+                        ("location", pa.string()),
+                        ("origin", pa.string()),
+                    ]
+                ),
+            ),
+            TableId("lakehouse", "conflicts"): pa.Table.from_pylist(
+                conflicts,
+                schema=pa.schema(
+                    [
+                        ("namespace", pa.string()),
+                        ("name", pa.string()),
+                        ("reason", pa.string()),
+                        ("first_seen", pa.timestamp("us")),
+                    ]
+                ),
+            ),
         }
 
     def sql(self, query: str) -> Any:
@@ -116,8 +141,10 @@ class LakehouseResource(dg.ConfigurableResource):
             env["LAKEHOUSE_HOME"] = self.home
         base = LakehouseSettings.from_env(env)
         overrides = {
-            "landing_uri": self.landing_uri, "warehouse_uri": self.warehouse_uri,
-            "catalog_uri": self.catalog_uri, "table_format": self.table_format,
+            "landing_uri": self.landing_uri,
+            "warehouse_uri": self.warehouse_uri,
+            "catalog_uri": self.catalog_uri,
+            "table_format": self.table_format,
             "distance_method": self.distance_method,
         }
         return replace(base, **{k: v for k, v in overrides.items() if v})
@@ -128,7 +155,10 @@ class LakehouseResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: LakehouseSettings) -> LakehouseResource:
         return cls(
-            home=settings.home, landing_uri=settings.landing_uri, warehouse_uri=settings.warehouse_uri,
-            catalog_uri=settings.catalog_uri, table_format=settings.table_format,
+            home=settings.home,
+            landing_uri=settings.landing_uri,
+            warehouse_uri=settings.warehouse_uri,
+            catalog_uri=settings.catalog_uri,
+            table_format=settings.table_format,
             distance_method=settings.distance_method,
         )

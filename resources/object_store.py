@@ -98,7 +98,9 @@ class ObjectStore:
         import pyarrow.parquet as pq
 
         if not path.endswith(READABLE_SUFFIXES):
-            raise UnreadableFileError(f"{self.uri}/{path}: unsupported file type, expected one of {READABLE_SUFFIXES}")
+            raise UnreadableFileError(
+                f"{self.uri}/{path}: unsupported file type, expected one of {READABLE_SUFFIXES}"
+            )
         try:
             with self._fs.open(self._abs(path), "rb") as handle:
                 if path.endswith(".parquet"):
@@ -120,9 +122,10 @@ class ObjectStore:
                     parts = (reader.read_row_group(i) for i in range(reader.num_row_groups))
                 else:
                     orc_file = orc.ORCFile(handle)
-                    parts = (pa.Table.from_batches([orc_file.read_stripe(i)]) for i in range(orc_file.nstripes))
-                for part in parts:
-                    yield part
+                    parts = (
+                        pa.Table.from_batches([orc_file.read_stripe(i)]) for i in range(orc_file.nstripes)
+                    )
+                yield from parts
             except (OSError, pa.ArrowException) as exc:
                 raise self._fail(path, exc) from exc
 

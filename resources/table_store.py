@@ -54,10 +54,21 @@ class TableId:
 
 
 # Widenings every reader of both formats accepts (Iceberg's allowed type promotions).
-_WIDENINGS = {("int8", "int16"), ("int8", "int32"), ("int16", "int32"), ("int32", "int64"),
-              ("int8", "int64"), ("int16", "int64"), ("float", "double"), ("halffloat", "double"),
-              ("halffloat", "float"), ("string", "large_string"), ("large_string", "string"),
-              ("binary", "large_binary"), ("large_binary", "binary")}
+_WIDENINGS = {
+    ("int8", "int16"),
+    ("int8", "int32"),
+    ("int16", "int32"),
+    ("int32", "int64"),
+    ("int8", "int64"),
+    ("int16", "int64"),
+    ("float", "double"),
+    ("halffloat", "double"),
+    ("halffloat", "float"),
+    ("string", "large_string"),
+    ("large_string", "string"),
+    ("binary", "large_binary"),
+    ("large_binary", "binary"),
+}
 
 
 def _type_name(t: pa.DataType) -> str:
@@ -154,8 +165,9 @@ class TableStore(ABC):
     def _evolve(self, table: TableId, schema: pa.Schema) -> None: ...
 
     @abstractmethod
-    def _replace(self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema,
-                 partition: Mapping[str, str]) -> None:
+    def _replace(
+        self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema, partition: Mapping[str, str]
+    ) -> None:
         """Atomically replace the partition's rows by the chunks' rows, in one commit."""
 
     @abstractmethod
@@ -174,12 +186,16 @@ class TableStore(ABC):
         record = self.db.get_table(table.namespace, table.name)
         return record.origin if record else None
 
-    def ensure_table(self, table: TableId, schema: pa.Schema, partition_by: list[str], origin: str) -> pa.Schema:
+    def ensure_table(
+        self, table: TableId, schema: pa.Schema, partition_by: list[str], origin: str
+    ) -> pa.Schema:
         """Create the table, or evolve it to hold `schema`. Returns the table schema after that."""
         wanted = normalize_schema(schema)
         if not self.exists(table):
             self._create(table, wanted, partition_by)
-            self.db.register_table(TableRecord(table.namespace, table.name, self.format, self.location(table), origin))
+            self.db.register_table(
+                TableRecord(table.namespace, table.name, self.format, self.location(table), origin)
+            )
             return self.schema(table)
         current = self.schema(table)
         merged = merge_schemas(current, wanted, str(table))
@@ -188,7 +204,9 @@ class TableStore(ABC):
             return self.schema(table)
         return current
 
-    def overwrite_partition(self, table: TableId, data: pa.Table | Chunks, partition: Mapping[str, str]) -> int:
+    def overwrite_partition(
+        self, table: TableId, data: pa.Table | Chunks, partition: Mapping[str, str]
+    ) -> int:
         """Atomically make the partition hold exactly `data` (a re-run replaces, never duplicates).
 
         `data` is a table, or a callable returning an iterable of chunks, so a large partition is
@@ -251,6 +269,15 @@ class IcebergTableStore(TableStore):
     def _load(self, table: TableId) -> Any:
         return self._catalog.load_table((table.namespace, table.name))
 
+    def _ensure_namespace(self, namespace: str) -> None:
+        from pyiceberg.exceptions import NamespaceAlreadyExistsError
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            self._catalog.create_namespace_if_not_exists(namespace)
+        except (NamespaceAlreadyExistsError, IntegrityError):
+            pass  # created by a concurrent writer between pyiceberg's look and its insert
+
     def exists(self, table: TableId) -> bool:
         return bool(self._catalog.table_exists((table.namespace, table.name)))
 
@@ -258,24 +285,28 @@ class IcebergTableStore(TableStore):
         return normalize_schema(self._load(table).schema().as_arrow())
 
     def _create(self, table: TableId, schema: pa.Schema, partition_by: list[str]) -> None:
-        from pyiceberg.exceptions import TableAlreadyExistsError
+        from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
 
-        self._catalog.create_namespace_if_not_exists(table.namespace)
+        self._ensure_namespace(table.namespace)
         try:
-            created = self._catalog.create_table((table.namespace, table.name), schema=schema)
-        except TableAlreadyExistsError:
-            return  # another process created it a moment ago
-        if partition_by:
-            with created.update_spec() as spec:
-                for column in partition_by:
-                    spec.add_identity(column)
+            # Schema and partition spec in one commit: no writer ever sees the table unpartitioned.
+            with self._catalog.create_table_transaction((table.namespace, table.name), schema=schema) as tx:
+                if partition_by:
+                    with tx.update_spec() as spec:
+                        for column in partition_by:
+                            spec.add_identity(column)
+        except (TableAlreadyExistsError, CommitFailedException):
+            # Another run created it a moment ago (pyiceberg reports that race either way).
+            if not self.exists(table):
+                raise
 
     def _evolve(self, table: TableId, schema: pa.Schema) -> None:
         with self._load(table).update_schema() as update:
             update.union_by_name(schema)
 
-    def _replace(self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema,
-                 partition: Mapping[str, str]) -> None:
+    def _replace(
+        self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema, partition: Mapping[str, str]
+    ) -> None:
         import pyarrow as pa
         from pyiceberg.expressions import AlwaysTrue, And, EqualTo
 
@@ -367,31 +398,64 @@ class DeltaTableStore(TableStore):
         return normalize_schema(self._table(table).to_pyarrow_dataset().schema)
 
     def _create(self, table: TableId, schema: pa.Schema, partition_by: list[str]) -> None:
-        from deltalake import write_deltalake
+        from deltalake import DeltaTable, write_deltalake
 
-        write_deltalake(
-            self.location(table), schema.empty_table(), mode="append", partition_by=partition_by or None,
-            storage_options=self._options(), schema_mode="merge",
-        )
+        try:
+            write_deltalake(
+                self.location(table),
+                schema.empty_table(),
+                mode="append",
+                partition_by=partition_by or None,
+                storage_options=self._options(),
+                schema_mode="merge",
+            )
+        except Exception:
+            # Another run may have created it at the same moment (both wrote version 0).
+            if not DeltaTable.is_deltatable(self.location(table), storage_options=self._options()):
+                raise
 
     def _evolve(self, table: TableId, schema: pa.Schema) -> None:
         # Delta evolves on write with schema_mode="merge"; an empty append records the new columns.
         from deltalake import write_deltalake
 
-        write_deltalake(self.location(table), schema.empty_table(), mode="append",
-                        storage_options=self._options(), schema_mode="merge")
+        write_deltalake(
+            self.location(table),
+            schema.empty_table(),
+            mode="append",
+            storage_options=self._options(),
+            schema_mode="merge",
+        )
 
-    def _replace(self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema,
-                 partition: Mapping[str, str]) -> None:
+    def _replace(
+        self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema, partition: Mapping[str, str]
+    ) -> None:
         import pyarrow as pa
         from deltalake import write_deltalake
 
         predicate = " AND ".join(f"{c} = '{_sql_literal(v)}'" for c, v in partition.items()) or None
-        batches = (batch for chunk in chunks for batch in chunk.to_batches())
-        write_deltalake(  # streams the batches; one commit
-            self.location(table), pa.RecordBatchReader.from_batches(schema, batches), mode="overwrite",
-            predicate=predicate, storage_options=self._options(), schema_mode="merge",
-        )
+        failures: list[BaseException] = []
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for chunk in chunks:
+                    yield from chunk.to_batches()
+            except BaseException as exc:
+                failures.append(exc)  # deltalake wraps it; the caller needs the original
+                raise
+
+        try:
+            write_deltalake(  # streams the batches; one commit
+                self.location(table),
+                pa.RecordBatchReader.from_batches(schema, batches()),
+                mode="overwrite",
+                predicate=predicate,
+                storage_options=self._options(),
+                schema_mode="merge",
+            )
+        except Exception:
+            if failures:
+                raise failures[0] from None
+            raise
 
     def dataset(self, table: TableId, partition: Mapping[str, str] | None = None) -> pads.Dataset:
         filters = [(c, "=", v) for c, v in (partition or {}).items()] or None

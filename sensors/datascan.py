@@ -50,7 +50,9 @@ class ScanResult:
         digest = hashlib.sha256()
         for change in sorted(self.changes, key=lambda c: (c.table.name, c.partition_key)):
             if change.table.namespace == namespace and change.partition_key == partition_key:
-                digest.update(f"{change.table}|{sorted(zip(change.paths, change.fingerprints, strict=True))}".encode())
+                digest.update(
+                    f"{change.table}|{sorted(zip(change.paths, change.fingerprints, strict=True))}".encode()
+                )
         return f"datascan:{namespace}:{partition_key}:{digest.hexdigest()[:16]}"
 
     def changes_by_partition(self) -> dict[tuple[str, str], list[PartitionChange]]:
@@ -66,11 +68,15 @@ def conflict_reason(lh: Lakehouse, table: TableId) -> str | None:
     if origin == "datascan":
         return None
     if origin is not None:
-        return (f"table {table} already exists (created by {origin}); DataScan will not overwrite it. "
-                f"Rename the landing folder or drop the table.")
+        return (
+            f"table {table} already exists (created by {origin}); DataScan will not overwrite it. "
+            f"Rename the landing folder or drop the table."
+        )
     if lh.tables.exists(table):
-        return (f"table {table} already exists and was created by a user; DataScan will not overwrite it. "
-                f"Rename the landing folder or drop the table.")
+        return (
+            f"table {table} already exists and was created by a user; DataScan will not overwrite it. "
+            f"Rename the landing folder or drop the table."
+        )
     return None
 
 
@@ -101,9 +107,20 @@ def scan(lh: Lakehouse) -> ScanResult:
         if isinstance(kind, Misplaced):
             if known.get(info.path) != info.fingerprint:
                 misplaced.append(kind)
-                lh.catalog.record_files([FileRecord(
-                    path=info.path, namespace=kind.namespace, table_name=kind.table, partition_key=None,
-                    size=info.size, fingerprint=info.fingerprint, status="rejected", reason=kind.reason)])
+                lh.catalog.record_files(
+                    [
+                        FileRecord(
+                            path=info.path,
+                            namespace=kind.namespace,
+                            table_name=kind.table,
+                            partition_key=None,
+                            size=info.size,
+                            fingerprint=info.fingerprint,
+                            status="rejected",
+                            reason=kind.reason,
+                        )
+                    ]
+                )
             continue
         tables.add(TableId(kind.namespace, kind.table))
         partitions[kind.namespace].add(kind.partition_key)
@@ -125,10 +142,19 @@ def scan(lh: Lakehouse) -> ScanResult:
             if lh.catalog.record_conflict(table.namespace, table.name, reason):
                 new_conflicts.append((table, reason))
 
-    changes = [c for (t, _), c in sorted(pending.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
-               if t not in conflicting]
+    changes = [
+        c
+        for (t, _), c in sorted(pending.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
+        if t not in conflicting
+    ]
     return ScanResult(
-        changes=changes, partitions=dict(partitions), tables=tables, new_conflicts=new_conflicts,
-        conflicting=conflicting, misplaced=misplaced, files_listed=listed, junk_ignored=junk,
+        changes=changes,
+        partitions=dict(partitions),
+        tables=tables,
+        new_conflicts=new_conflicts,
+        conflicting=conflicting,
+        misplaced=misplaced,
+        files_listed=listed,
+        junk_ignored=junk,
         seconds=time.perf_counter() - started,
     )

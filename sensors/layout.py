@@ -83,10 +83,16 @@ def classify(path: str, size: int | None = None) -> LandedFile | Misplaced | Non
     try:
         parsed = dt.datetime.strptime(f"{dt_value} {hh_value}", "%Y-%m-%d %H")
     except ValueError:
-        return Misplaced(path, f"partition dt={dt_value}/hh={hh_value} is not a valid date and hour", namespace, table)
+        return Misplaced(
+            path, f"partition dt={dt_value}/hh={hh_value} is not a valid date and hour", namespace, table
+        )
     if parsed.strftime("%Y-%m-%d") != dt_value or parsed.strftime("%H") != hh_value:
-        return Misplaced(path, f"partition dt={dt_value}/hh={hh_value} must be zero-padded (dt=YYYY-MM-DD/hh=HH)",
-                         namespace, table)
+        return Misplaced(
+            path,
+            f"partition dt={dt_value}/hh={hh_value} must be zero-padded (dt=YYYY-MM-DD/hh=HH)",
+            namespace,
+            table,
+        )
     return LandedFile(path, namespace, table, dt_value, hh_value)
 
 

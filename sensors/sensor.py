@@ -6,7 +6,6 @@ Run keys are derived from the pending files' fingerprints, so a tick never launc
 twice, and all state lives in the catalog database, so a daemon restart neither misses nor repeats.
 """
 
-
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,11 +37,11 @@ def build_datascan_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         jobs=[*jobs, ingest_job],
         description="Discovers new tables, hourly partitions, late and replaced files in the landing zone "
-                    "and loads them through ODS, DWD and ADS.",
+        "and loads them through ODS, DWD and ADS.",
     )
     def datascan(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
         result = scan(lakehouse.open())
-        for table, reason in result.new_conflicts:
+        for _table, reason in result.new_conflicts:
             context.log.warning(f"DataScan conflict: {reason}")
         for misplaced in result.misplaced:
             context.log.warning(f"DataScan rejected {misplaced.path}: {misplaced.reason}")
@@ -67,16 +66,34 @@ def build_datascan_sensor(
                     selected.append(known_tables[change.table])
                     selected.extend(downstream.get(change.table, ()))
                 else:
-                    runs.append(dg.RunRequest(
-                        run_key=f"{run_key}:{change.table.name}", job_name=ingest_job.name, tags=tags,
-                        run_config={"ops": {"ingest_new_table_partition": {"config": {
-                            "namespace": namespace, "table": change.table.name, "partition_key": key}}}},
-                    ))
+                    runs.append(
+                        dg.RunRequest(
+                            run_key=f"{run_key}:{change.table.name}",
+                            job_name=ingest_job.name,
+                            tags=tags,
+                            run_config={
+                                "ops": {
+                                    "ingest_new_table_partition": {
+                                        "config": {
+                                            "namespace": namespace,
+                                            "table": change.table.name,
+                                            "partition_key": key,
+                                        }
+                                    }
+                                }
+                            },
+                        )
+                    )
             if selected:
-                runs.append(dg.RunRequest(
-                    run_key=run_key, job_name=pipeline_job_name(namespace), partition_key=key,
-                    asset_selection=list(dict.fromkeys(selected)), tags=tags,
-                ))
+                runs.append(
+                    dg.RunRequest(
+                        run_key=run_key,
+                        job_name=pipeline_job_name(namespace),
+                        partition_key=key,
+                        asset_selection=list(dict.fromkeys(selected)),
+                        tags=tags,
+                    )
+                )
         context.log.info(
             f"DataScan: {result.files_listed} objects listed, {result.junk_ignored} junk ignored, "
             f"{len(result.changes)} changed table partition(s), {len(runs)} run(s) in {result.seconds:.3f}s"

@@ -33,7 +33,8 @@ def test_new_partition_asks_for_ods_dwd_ads_of_that_partition(pipeline: Pipeline
     assert request.partition_key == "2025-09-17-23"
     assert set(request.asset_selection) == {ODS, DWD, ADS}
     assert [(r.partitions_def_name, list(r.partition_keys)) for r in result.dynamic_partitions_requests] == [
-        ("iov_hourly", ["2025-09-17-23"])]
+        ("iov_hourly", ["2025-09-17-23"])
+    ]
     # same pending state -> same run key, so the daemon never launches the same work twice
     assert evaluate(pipeline).run_requests[0].run_key == request.run_key
 
@@ -41,9 +42,14 @@ def test_new_partition_asks_for_ods_dwd_ads_of_that_partition(pipeline: Pipeline
 def test_junk_is_ignored_and_never_stops_the_scan(pipeline: Pipeline) -> None:
     base = "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23"
     for path, content in {
-        "iov/.DS_Store": b"junk", f"{base}/.DS_Store": b"junk", f"{base}/_SUCCESS": b"",
-        f"{base}/part-1.parquet.uploading": b"half", f"{base}/empty.parquet": b"", f"{base}/notes.txt": b"hi",
-        f"iov/_staging/{base}/x.parquet": b"junk", ".hidden/x.parquet": b"junk",
+        "iov/.DS_Store": b"junk",
+        f"{base}/.DS_Store": b"junk",
+        f"{base}/_SUCCESS": b"",
+        f"{base}/part-1.parquet.uploading": b"half",
+        f"{base}/empty.parquet": b"",
+        f"{base}/notes.txt": b"hi",
+        f"iov/_staging/{base}/x.parquet": b"junk",
+        ".hidden/x.parquet": b"junk",
     }.items():
         pipeline.lh.landing.write_bytes(path, content)
     result = evaluate(pipeline)
@@ -57,7 +63,9 @@ def test_junk_is_ignored_and_never_stops_the_scan(pipeline: Pipeline) -> None:
 
 def test_corrupt_file_is_rejected_with_reason_and_the_rest_is_loaded(pipeline: Pipeline) -> None:
     pipeline.land([gps("VIN001"), gps("VIN002")], name="good.parquet")
-    pipeline.lh.landing.write_bytes("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/bad.parquet", b"PAR1 not parquet")
+    pipeline.lh.landing.write_bytes(
+        "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/bad.parquet", b"PAR1 not parquet"
+    )
     pipeline.lh.landing.write_bytes("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/bad.orc", b"ORC garbage")
     pipeline.scan()
     assert pipeline.sql("select count(*) as n from iov.ods_vehicle_gps_raw") == [{"n": 2}]
@@ -65,7 +73,8 @@ def test_corrupt_file_is_rejected_with_reason_and_the_rest_is_loaded(pipeline: P
     assert [r["path"].rsplit("/", 1)[1] for r in rejected] == ["bad.orc", "bad.parquet"]
     assert all(r["path"] in r["reason"] and "not a readable" in r["reason"] for r in rejected)
     check = pipeline.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(ODS, "no_rejected_files")])
+        [dg.AssetCheckKey(ODS, "no_rejected_files")]
+    )
     evaluation = list(check.values())[0].evaluation
     assert evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN
     # nothing pending: the rejected files are remembered, not retried forever
@@ -81,9 +90,12 @@ def test_late_file_joins_its_processed_partition_and_flows_to_ads(pipeline: Pipe
     pipeline.scan()
     [(distance, speed)] = pipeline.ads().values()
     assert speed == 50.0 and distance > 9
-    assert pipeline.sql("select _source_file, count(*) as n from iov.ods_vehicle_gps_raw group by 1 order by 1") == [
+    assert pipeline.sql(
+        "select _source_file, count(*) as n from iov.ods_vehicle_gps_raw group by 1 order by 1"
+    ) == [
         {"_source_file": "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/a.parquet", "n": 1},
-        {"_source_file": "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/late.parquet", "n": 1}]
+        {"_source_file": "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/late.parquet", "n": 1},
+    ]
 
 
 def test_replaced_file_replaces_its_rows_and_deleted_file_drops_them(pipeline: Pipeline) -> None:
@@ -94,7 +106,9 @@ def test_replaced_file_replaces_its_rows_and_deleted_file_drops_them(pipeline: P
     pipeline.land([gps("VIN001", speed=99.0)], name="a.parquet")  # same name, new content
     pipeline.scan()
     assert pipeline.sql("select vin, speed from iov.dwd_vehicle_gps order by vin") == [
-        {"vin": "VIN001", "speed": 99.0}, {"vin": "VIN003", "speed": 30.0}]
+        {"vin": "VIN001", "speed": 99.0},
+        {"vin": "VIN003", "speed": 30.0},
+    ]
     os.remove(os.path.join(pipeline.settings.landing_uri, path))
     pipeline.scan()
     assert pipeline.sql("select vin from iov.ads_vehicle_hourly_stat") == [{"vin": "VIN003"}]
@@ -116,36 +130,63 @@ def test_restart_neither_misses_nor_reprocesses(pipeline: Pipeline, settings, tm
 
 def test_any_date_is_a_partition_and_misplaced_files_are_recorded(pipeline: Pipeline) -> None:
     pipeline.land([gps(report_time="1999-12-31 23:00:00")], dt="1999-12-31", hh="23")
-    pipeline.lh.landing.write_arrow("iov/ods_vehicle_gps_raw/dt=2025-13-01/hh=00/x.parquet",
-                                    pa.Table.from_pylist([gps()], schema=GPS_SCHEMA))
-    pipeline.lh.landing.write_arrow("iov/ods_vehicle_gps_raw/x.parquet", pa.Table.from_pylist([gps()], schema=GPS_SCHEMA))
+    pipeline.lh.landing.write_arrow(
+        "iov/ods_vehicle_gps_raw/dt=2025-13-01/hh=00/x.parquet",
+        pa.Table.from_pylist([gps()], schema=GPS_SCHEMA),
+    )
+    pipeline.lh.landing.write_arrow(
+        "iov/ods_vehicle_gps_raw/x.parquet", pa.Table.from_pylist([gps()], schema=GPS_SCHEMA)
+    )
     pipeline.scan()
-    assert pipeline.sql("select stat_hour from iov.ads_vehicle_hourly_stat") == [{"stat_hour": "1999-12-31 23"}]
-    reasons = {r["path"]: r["reason"] for r in pipeline.sql("select path, reason from lakehouse.rejected_files")}
+    assert pipeline.sql("select stat_hour from iov.ads_vehicle_hourly_stat") == [
+        {"stat_hour": "1999-12-31 23"}
+    ]
+    reasons = {
+        r["path"]: r["reason"] for r in pipeline.sql("select path, reason from lakehouse.rejected_files")
+    }
     assert "not a valid date" in reasons["iov/ods_vehicle_gps_raw/dt=2025-13-01/hh=00/x.parquet"]
     assert "not in <namespace>/<table>" in reasons["iov/ods_vehicle_gps_raw/x.parquet"]
 
 
 def test_parquet_and_orc_are_one_table_and_schema_evolves(pipeline: Pipeline) -> None:
     pipeline.land([gps("VIN001")], hh="20")
-    narrow = pa.Table.from_pylist([gps("VIN002", extra_col="x")]).cast(pa.schema([
-        *[pa.field(f.name, pa.float32() if f.name == "speed" else f.type) for f in GPS_SCHEMA],
-        ("extra_col", pa.string())]))
+    narrow = pa.Table.from_pylist([gps("VIN002", extra_col="x")]).cast(
+        pa.schema(
+            [
+                *[pa.field(f.name, pa.float32() if f.name == "speed" else f.type) for f in GPS_SCHEMA],
+                ("extra_col", pa.string()),
+            ]
+        )
+    )
     sink = pa.BufferOutputStream()
     orc.write_table(narrow, sink)
-    pipeline.lh.landing.write_bytes("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=21/part-0.orc", sink.getvalue().to_pybytes())
+    pipeline.lh.landing.write_bytes(
+        "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=21/part-0.orc", sink.getvalue().to_pybytes()
+    )
     pipeline.scan()
     rows = pipeline.sql("select vin, speed, extra_col from iov.ods_vehicle_gps_raw order by vin")
-    assert rows == [{"vin": "VIN001", "speed": 50.0, "extra_col": None}, {"vin": "VIN002", "speed": 50.0, "extra_col": "x"}]
-    assert pipeline.lh.tables.schema(TableId("iov", "ods_vehicle_gps_raw")).field("speed").type == pa.float64()
+    assert rows == [
+        {"vin": "VIN001", "speed": 50.0, "extra_col": None},
+        {"vin": "VIN002", "speed": 50.0, "extra_col": "x"},
+    ]
+    assert (
+        pipeline.lh.tables.schema(TableId("iov", "ods_vehicle_gps_raw")).field("speed").type == pa.float64()
+    )
     assert pipeline.sql("select count(*) as n from iov.ads_vehicle_hourly_stat") == [{"n": 2}]
 
 
 def test_incompatible_schema_is_rejected_naming_the_file(pipeline: Pipeline) -> None:
     pipeline.land([gps("VIN001")], hh="20")
     pipeline.scan()
-    bad = pa.table({"vin": ["VIN002"], "report_time": ["2025-09-17 23:00:00"], "lng": ["east"], "lat": [30.0],
-                    "speed": [1.0]})
+    bad = pa.table(
+        {
+            "vin": ["VIN002"],
+            "report_time": ["2025-09-17 23:00:00"],
+            "lng": ["east"],
+            "lat": [30.0],
+            "speed": [1.0],
+        }
+    )
     path = pipeline.land(bad, hh="21", name="bad-types.parquet")
     pipeline.land([gps("VIN003")], hh="21", name="ok.parquet")
     pipeline.scan()
@@ -175,11 +216,15 @@ def test_new_folder_becomes_a_registered_table_without_code_changes(pipeline: Pi
     [request] = result.run_requests
     assert request.job_name == "datascan_ingest_job"
     outcome = defs_before.resolve_job_def(request.job_name).execute_in_process(
-        instance=pipeline.instance, run_config=request.run_config, tags=request.tags)
+        instance=pipeline.instance, run_config=request.run_config, tags=request.tags
+    )
     assert outcome.success
     assert pipeline.sql("select vin from fleet.ods_fleet_events") == [{"vin": "VIN001"}]
     # and on the next load it is an asset of its own
-    assert dg.AssetKey(["fleet", "ods_fleet_events"]) in build_definitions(pipeline.settings).resolve_asset_graph().get_all_asset_keys()
+    assert (
+        dg.AssetKey(["fleet", "ods_fleet_events"])
+        in build_definitions(pipeline.settings).resolve_asset_graph().get_all_asset_keys()
+    )
 
 
 @pytest.mark.parametrize("hours", [3])
@@ -187,4 +232,24 @@ def test_one_run_per_changed_partition(pipeline: Pipeline, hours: int) -> None:
     for h in range(hours):
         pipeline.land([gps()], hh=f"{h:02d}")
     result = evaluate(pipeline)
-    assert sorted(r.partition_key for r in result.run_requests) == [f"2025-09-17-{h:02d}" for h in range(hours)]
+    assert sorted(r.partition_key for r in result.run_requests) == [
+        f"2025-09-17-{h:02d}" for h in range(hours)
+    ]
+
+
+def test_file_corrupt_inside_its_data_is_rejected_and_the_partition_still_loads(pipeline: Pipeline) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    rows = pa.Table.from_pylist([gps(f"VIN{i:03d}", speed=float(i)) for i in range(2000)], schema=GPS_SCHEMA)
+    buffer = io.BytesIO()
+    pq.write_table(rows, buffer, row_group_size=500)
+    data = bytearray(buffer.getvalue())
+    data[200:2200] = b"\xff" * 2000  # data pages broken, footer intact: passes the schema pass, fails mid-stream
+    pipeline.lh.landing.write_bytes("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/broken.parquet", bytes(data))
+    pipeline.land([gps("VIN900")], name="fine.parquet")
+    pipeline.scan()
+    assert pipeline.sql("select vin from iov.ods_vehicle_gps_raw") == [{"vin": "VIN900"}]
+    [rejected] = pipeline.sql("select path, reason from lakehouse.rejected_files")
+    assert rejected["path"].endswith("broken.parquet") and "not a readable parquet file" in rejected["reason"]
