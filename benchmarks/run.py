@@ -32,8 +32,9 @@ def _peak_rss_mb() -> float:
 
 
 def _child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT, check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -49,11 +50,15 @@ def measure_duckdb(landing: str) -> dict:
     started = time.perf_counter()
     con = duckdb.connect()
     raw = f"{landing}/iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/*.parquet"
-    con.execute(f"create view ods_vehicle_gps_raw as select *, filename as _source_file, '2025-09-17' as dt, "
-                f"'23' as hh from read_parquet('{raw}', filename = true)")
-    con.execute(f"create table dwd_all as {dwd.sql}", {k: v for k, v in params.items() if f'${k}' in dwd.sql})
-    con.execute("create table dwd_vehicle_gps as select *, '2025-09-17' as dt, '23' as hh "
-                "from dwd_all where reject_reason is null")
+    con.execute(
+        f"create view ods_vehicle_gps_raw as select *, filename as _source_file, '2025-09-17' as dt, "
+        f"'23' as hh from read_parquet('{raw}', filename = true)"
+    )
+    con.execute(f"create table dwd_all as {dwd.sql}", {k: v for k, v in params.items() if f"${k}" in dwd.sql})
+    con.execute(
+        "create table dwd_vehicle_gps as select *, '2025-09-17' as dt, '23' as hh "
+        "from dwd_all where reject_reason is null"
+    )
     result = con.sql(ads.sql, params=params).to_arrow_table()
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "ads_rows": result.num_rows}
@@ -76,7 +81,9 @@ def measure_pipeline(home: str) -> dict:
         started = time.perf_counter()
         result = run_datascan_once(defs, instance, log_level="ERROR")
         seconds = time.perf_counter() - started
-    rows = Lakehouse(settings).sql("select count(*) as n from iov.ads_vehicle_hourly_stat").column(0)[0].as_py()
+    rows = (
+        Lakehouse(settings).sql("select count(*) as n from iov.ads_vehicle_hourly_stat").column(0)[0].as_py()
+    )
     assert result.succeeded == result.requested == 1, result
     return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "ads_rows": rows}
 
@@ -96,20 +103,44 @@ def measure_tick(home: str, partitions: int) -> dict:
 
     settings = LakehouseSettings.for_home(home)
     lh = Lakehouse(settings)
-    tiny = pa.table({"vin": ["VIN001"], "report_time": ["2025-01-01 00:00:00"], "lng": [120.0], "lat": [30.0],
-                     "speed": [1.0]})
+    tiny = pa.table(
+        {
+            "vin": ["VIN001"],
+            "report_time": ["2025-01-01 00:00:00"],
+            "lng": [120.0],
+            "lat": [30.0],
+            "speed": [1.0],
+        }
+    )
     first = dt.datetime(2025, 1, 1)
     keys = []
     for i in range(partitions):
         hour = first + dt.timedelta(hours=i)
-        lh.landing.write_arrow(f"iov/ods_vehicle_gps_raw/dt={hour:%Y-%m-%d}/hh={hour:%H}/part-0.parquet", tiny)
+        lh.landing.write_arrow(
+            f"iov/ods_vehicle_gps_raw/dt={hour:%Y-%m-%d}/hh={hour:%H}/part-0.parquet", tiny
+        )
         keys.append(f"{hour:%Y-%m-%d-%H}")
     # Register them as loaded, exactly as ODS runs record them (running 2,000 loads here would only
     # measure the loads, not the tick).
     for info in lh.landing.walk():
         landed = classify(info.path, info.size)
-        lh.catalog.replace_partition_files("iov", "ods_vehicle_gps_raw", landed.partition_key, [FileRecord(
-            info.path, "iov", "ods_vehicle_gps_raw", landed.partition_key, info.size, info.fingerprint, "loaded", 1)])
+        lh.catalog.replace_partition_files(
+            "iov",
+            "ods_vehicle_gps_raw",
+            landed.partition_key,
+            [
+                FileRecord(
+                    info.path,
+                    "iov",
+                    "ods_vehicle_gps_raw",
+                    landed.partition_key,
+                    info.size,
+                    info.fingerprint,
+                    "loaded",
+                    1,
+                )
+            ],
+        )
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("iov_hourly", keys)
         defs = build_definitions(settings)
@@ -123,10 +154,17 @@ def measure_tick(home: str, partitions: int) -> dict:
 
         idle = [tick()[0] for _ in range(3)]
         hour = first + dt.timedelta(hours=partitions)
-        lh.landing.write_arrow(f"iov/ods_vehicle_gps_raw/dt={hour:%Y-%m-%d}/hh={hour:%H}/part-0.parquet", tiny)
+        lh.landing.write_arrow(
+            f"iov/ods_vehicle_gps_raw/dt={hour:%Y-%m-%d}/hh={hour:%H}/part-0.parquet", tiny
+        )
         new_file, runs = tick()
-    return {"idle_seconds": statistics.median(idle), "new_file_seconds": new_file, "runs_requested": runs,
-            "partitions": partitions, "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "idle_seconds": statistics.median(idle),
+        "new_file_seconds": new_file,
+        "runs_requested": runs,
+        "partitions": partitions,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 # --- orchestration ---------------------------------------------------------------------------------
@@ -137,8 +175,17 @@ def main(rounds: int = 2) -> None:
     work = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
     landing = work / "landing"
     print(f"generating 3.6M rows under {landing} ...", flush=True)
-    summary = generate_iov(LocalObjectStore(str(landing)), hours=1, vehicles=10_000, start=HOUR, interval_seconds=10,
-                           dirty_fraction=0.01, junk=False, file_format="parquet", files_per_hour=4)
+    summary = generate_iov(
+        LocalObjectStore(str(landing)),
+        hours=1,
+        vehicles=10_000,
+        start=HOUR,
+        interval_seconds=10,
+        dirty_fraction=0.01,
+        junk=False,
+        file_format="parquet",
+        files_per_hour=4,
+    )
     baseline, pipeline = [], []
     for r in range(rounds):
         baseline.append(_child("duckdb", str(landing)))
@@ -146,8 +193,10 @@ def main(rounds: int = 2) -> None:
         home.mkdir(parents=True)
         (home / "landing").symlink_to(landing, target_is_directory=True)  # same raw files, fresh catalog
         pipeline.append(_child("pipeline", str(home)))
-        print(f"round {r + 1}: duckdb {baseline[-1]['seconds']:.2f}s, pipeline {pipeline[-1]['seconds']:.2f}s",
-              flush=True)
+        print(
+            f"round {r + 1}: duckdb {baseline[-1]['seconds']:.2f}s, pipeline {pipeline[-1]['seconds']:.2f}s",
+            flush=True,
+        )
     tick = _child("tick", str(work / "tick"), "2000")
     b = statistics.median(x["seconds"] for x in baseline)
     p = statistics.median(x["seconds"] for x in pipeline)
@@ -155,8 +204,12 @@ def main(rounds: int = 2) -> None:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "rows": summary.rows,
         "duckdb_alone": {"median_seconds": b, "runs": baseline},
-        "pipeline": {"median_seconds": p, "runs": pipeline, "ratio_to_duckdb": p / b,
-                     "max_peak_rss_mb": max(x["peak_rss_mb"] for x in pipeline)},
+        "pipeline": {
+            "median_seconds": p,
+            "runs": pipeline,
+            "ratio_to_duckdb": p / b,
+            "max_peak_rss_mb": max(x["peak_rss_mb"] for x in pipeline),
+        },
         "datascan_tick": tick,
     }
     out = ROOT / "bench-results"
@@ -169,10 +222,10 @@ def main(rounds: int = 2) -> None:
 | DuckDB alone, DWD+ADS SQL on raw Parquet (median of {rounds}) | {b:.2f} s |
 | pipeline DataScan -> ODS -> DWD -> ADS (median of {rounds}) | {p:.2f} s |
 | ratio pipeline / DuckDB | {p / b:.2f}x (target <= 4x) |
-| pipeline peak RSS | {results['pipeline']['max_peak_rss_mb']:.0f} MB (target < 2048 MB) |
-| DuckDB alone peak RSS | {max(x['peak_rss_mb'] for x in baseline):.0f} MB |
-| DataScan tick, {tick['partitions']} partitions, nothing new | {tick['idle_seconds'] * 1000:.0f} ms |
-| DataScan tick, {tick['partitions']} partitions, one new file | {tick['new_file_seconds'] * 1000:.0f} ms ({tick['runs_requested']} run requested) |
+| pipeline peak RSS | {results["pipeline"]["max_peak_rss_mb"]:.0f} MB (target < 2048 MB) |
+| DuckDB alone peak RSS | {max(x["peak_rss_mb"] for x in baseline):.0f} MB |
+| DataScan tick, {tick["partitions"]} partitions, nothing new | {tick["idle_seconds"] * 1000:.0f} ms |
+| DataScan tick, {tick["partitions"]} partitions, one new file | {tick["new_file_seconds"] * 1000:.0f} ms ({tick["runs_requested"]} run requested) |
 """)
     print(f"written to {out / 'iov.json'}")
 

@@ -7,6 +7,7 @@ DataScan tells its own tables from user-created ones in both formats.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -273,10 +274,9 @@ class IcebergTableStore(TableStore):
         from pyiceberg.exceptions import NamespaceAlreadyExistsError
         from sqlalchemy.exc import IntegrityError
 
-        try:
+        # A concurrent writer may create it between pyiceberg's look and its insert.
+        with contextlib.suppress(NamespaceAlreadyExistsError, IntegrityError):
             self._catalog.create_namespace_if_not_exists(namespace)
-        except (NamespaceAlreadyExistsError, IntegrityError):
-            pass  # created by a concurrent writer between pyiceberg's look and its insert
 
     def exists(self, table: TableId) -> bool:
         return bool(self._catalog.table_exists((table.namespace, table.name)))

@@ -246,7 +246,9 @@ def test_file_corrupt_inside_its_data_is_rejected_and_the_partition_still_loads(
     buffer = io.BytesIO()
     pq.write_table(rows, buffer, row_group_size=500)
     data = bytearray(buffer.getvalue())
-    data[200:2200] = b"\xff" * 2000  # data pages broken, footer intact: passes the schema pass, fails mid-stream
+    data[200:2200] = (
+        b"\xff" * 2000
+    )  # data pages broken, footer intact: passes the schema pass, fails mid-stream
     pipeline.lh.landing.write_bytes("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/broken.parquet", bytes(data))
     pipeline.land([gps("VIN900")], name="fine.parquet")
     pipeline.scan()

@@ -17,7 +17,9 @@ SCHEMA = pa.schema([("v", pa.float64()), ("dt", pa.string()), ("hh", pa.string()
 
 
 def rows(values: list[float], hh: str) -> pa.Table:
-    return pa.table({"v": values, "dt": ["2025-09-17"] * len(values), "hh": [hh] * len(values)}, schema=SCHEMA)
+    return pa.table(
+        {"v": values, "dt": ["2025-09-17"] * len(values), "hh": [hh] * len(values)}, schema=SCHEMA
+    )
 
 
 def partition(hh: str) -> dict[str, str]:
@@ -50,7 +52,9 @@ def test_chunked_overwrite_is_one_commit(settings: LakehouseSettings) -> None:
         lh.tables.overwrite_partition(T, failing_chunks, partition("00"))
     assert lh.tables.version(T) == version  # nothing committed
     assert lh.tables.read(T)["v"].to_pylist() == [0.0]
-    written = lh.tables.overwrite_partition(T, lambda: [rows([1.0], "00"), rows([2.0, 3.0], "00")], partition("00"))
+    written = lh.tables.overwrite_partition(
+        T, lambda: [rows([1.0], "00"), rows([2.0, 3.0], "00")], partition("00")
+    )
     assert written == 3 and sorted(lh.tables.read(T)["v"].to_pylist()) == [1.0, 2.0, 3.0]
 
 
