@@ -110,6 +110,21 @@ class SqlModel:
         return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in self.columns])
 
 
+def _column(name: str, spec: Any, where: Path) -> Column:
+    """`name: type` or `name: {type: ..., description: ...}`."""
+    if isinstance(spec, dict):
+        if "type" not in spec:
+            raise ModelError(f"{where}: column {name!r} needs a type, e.g. {{type: string}}")
+        column = Column(name, str(spec["type"]), str(spec.get("description", "")))
+    else:
+        column = Column(name, str(spec))
+    try:
+        arrow_type(column.type)
+    except ModelError as exc:
+        raise ModelError(f"{where}: column {name!r}: {exc}") from None
+    return column
+
+
 def _checks(raw: list[dict[str, Any]], where: Path) -> tuple[Check, ...]:
     checks = []
     for item in raw or []:
@@ -130,6 +145,8 @@ def _checks(raw: list[dict[str, Any]], where: Path) -> tuple[Check, ...]:
                 )
             )
         elif kind == "accepted_range":
+            if not isinstance(spec, dict) or "column" not in spec:
+                raise ModelError(f"{where}: accepted_range takes {{column: c, min: x, max: y}}, got {spec!r}")
             col = spec["column"]
             checks.append(
                 Check(
@@ -156,24 +173,17 @@ def parse_model(path: Path, namespace: str) -> SqlModel:
         header = yaml.safe_load(match["yaml"]) or {}
     except yaml.YAMLError as exc:
         raise ModelError(f"{path}: header is not valid YAML ({exc})") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{path}: the header must be a YAML mapping (description:, columns:, checks:)")
     sql = text[match.end() :].strip().rstrip(";")
     name = path.stem
     try:
         deps = tuple(TableId(ns or namespace, t) for ns, t in referenced_tables(sql))
     except Exception as exc:
         raise ModelError(f"{path}: cannot parse SQL ({str(exc).splitlines()[0]})") from None
-    columns = tuple(
-        Column(
-            c,
-            str(spec["type"]) if isinstance(spec, dict) else str(spec),
-            spec.get("description", "") if isinstance(spec, dict) else "",
-        )
-        for c, spec in (header.get("columns") or {}).items()
-    )
+    columns = tuple(_column(name, spec, path) for name, spec in (header.get("columns") or {}).items())
     if not columns:
         raise ModelError(f"{path}: the header must declare the table's columns with their types")
-    for c in columns:
-        arrow_type(c.type)
     layer = header.get("layer") or name.split("_", 1)[0]
     if layer not in LAYERS:
         raise ModelError(

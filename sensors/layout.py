@@ -60,7 +60,10 @@ def split_partition_key(key: str) -> tuple[str, str]:
     try:
         parsed = dt.datetime.strptime(key, PARTITION_KEY_FORMAT)
     except ValueError:
-        raise ValueError(f"partition key {key!r} is not YYYY-MM-DD-HH") from None
+        parsed = None
+    # strptime accepts '2025-9-1-7'; only the zero-padded form names a partition (one key, one folder)
+    if parsed is None or parsed.strftime(PARTITION_KEY_FORMAT) != key:
+        raise ValueError(f"partition key {key!r} is not YYYY-MM-DD-HH")
     return parsed.strftime("%Y-%m-%d"), parsed.strftime("%H")
 
 

@@ -20,23 +20,46 @@ from resources.settings import LakehouseSettings
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-GPS_SCHEMA = pa.schema([
-    ("vin", pa.string()), ("device_id", pa.string()), ("report_time", pa.string()),
-    ("lng", pa.float64()), ("lat", pa.float64()), ("speed", pa.float64()), ("raw_payload", pa.string()),
-])
+GPS_SCHEMA = pa.schema(
+    [
+        ("vin", pa.string()),
+        ("device_id", pa.string()),
+        ("report_time", pa.string()),
+        ("lng", pa.float64()),
+        ("lat", pa.float64()),
+        ("speed", pa.float64()),
+        ("raw_payload", pa.string()),
+    ]
+)
 
 
-def gps(vin: str | None = "VIN001", report_time: str | None = "2025-09-17 23:00:00", lng: float | None = 120.0,
-        lat: float | None = 30.0, speed: float | None = 50.0, **extra: Any) -> dict[str, Any]:
+def gps(
+    vin: str | None = "VIN001",
+    report_time: str | None = "2025-09-17 23:00:00",
+    lng: float | None = 120.0,
+    lat: float | None = 30.0,
+    speed: float | None = 50.0,
+    **extra: Any,
+) -> dict[str, Any]:
     """One raw GPS report in the seed's ODS schema."""
-    return {"vin": vin, "device_id": "DEV" + (vin or "")[3:], "report_time": report_time, "lng": lng, "lat": lat,
-            "speed": speed, "raw_payload": "mock_payload", **extra}
+    return {
+        "vin": vin,
+        "device_id": "DEV" + (vin or "")[3:],
+        "report_time": report_time,
+        "lng": lng,
+        "lat": lat,
+        "speed": speed,
+        "raw_payload": "mock_payload",
+        **extra,
+    }
 
 
 class Pipeline:
     """The lakehouse as a user drives it: land files, run DataScan (and what it asks for), query."""
 
-    def __init__(self, settings: LakehouseSettings, instance: dg.DagsterInstance, models_root: Path | None = None):
+    def __init__(
+        self, settings: LakehouseSettings, instance: dg.DagsterInstance, models_root: Path | None = None
+    ):
         self.settings = settings
         self.instance = instance
         self.lh = Lakehouse(settings)
@@ -47,8 +70,15 @@ class Pipeline:
             return build_definitions(self.settings, self.models_root)
         return build_definitions(self.settings)
 
-    def land(self, rows: list[dict[str, Any]] | pa.Table, dt: str = "2025-09-17", hh: str = "23",
-             name: str = "part-0.parquet", table: str = "ods_vehicle_gps_raw", namespace: str = "iov") -> str:
+    def land(
+        self,
+        rows: list[dict[str, Any]] | pa.Table,
+        dt: str = "2025-09-17",
+        hh: str = "23",
+        name: str = "part-0.parquet",
+        table: str = "ods_vehicle_gps_raw",
+        namespace: str = "iov",
+    ) -> str:
         data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=GPS_SCHEMA)
         path = f"{namespace}/{table}/dt={dt}/hh={hh}/{name}"
         self.lh.landing.write_arrow(path, data)

@@ -47,7 +47,10 @@ def distance(a: tuple[float, float], b: tuple[float, float], method: str) -> flo
     if method == "planar":
         return math.sqrt((abs(lng2 - lng1) * 111) ** 2 + (abs(lat2 - lat1) * 111) ** 2)
     p1, p2 = math.radians(lat1), math.radians(lat2)
-    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lng2 - lng1) / 2) ** 2
+    h = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lng2 - lng1) / 2) ** 2
+    )
     return 2 * 6371.0 * math.asin(math.sqrt(h))
 
 

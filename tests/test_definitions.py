@@ -14,7 +14,6 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from lakehouse_assets.definitions import build_definitions
 from resources.settings import LakehouseSettings
@@ -44,20 +43,43 @@ def test_definitions_wire_the_vehicle_pipeline(tmp_path: Path) -> None:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "dagster_home").mkdir(exist_ok=True)  # fresh and empty
-    return {**os.environ, "LAKEHOUSE_HOME": str(tmp_path / "lh"), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    return {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(tmp_path / "lh"),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
 
 
 def test_dagster_asset_materialize_from_the_shell(tmp_path: Path, instance: dg.DagsterInstance) -> None:
     env = _env(tmp_path)
     p = Pipeline(LakehouseSettings.from_env(env), instance)
     p.land([gps("VIN001"), gps("VIN002", lng=121.0)])
-    subprocess.run([BIN / "lakehouse", "scan", "--plan"], env=env, cwd=REPO, check=True)  # registers the partition
+    subprocess.run(
+        [BIN / "lakehouse", "scan", "--plan"], env=env, cwd=REPO, check=True
+    )  # registers the partition
     done = subprocess.run(
-        [BIN / "dagster", "asset", "materialize", "-m", "lakehouse_assets.definitions",
-         "--select", "iov/ods_vehicle_gps_raw*", "--partition", "2025-09-17-23"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            BIN / "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "lakehouse_assets.definitions",
+            "--select",
+            "iov/ods_vehicle_gps_raw*",
+            "--partition",
+            "2025-09-17-23",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(r["vin"] for r in p.sql("select vin from iov.ads_vehicle_hourly_stat")) == ["VIN001", "VIN002"]
+    assert sorted(r["vin"] for r in p.sql("select vin from iov.ads_vehicle_hourly_stat")) == [
+        "VIN001",
+        "VIN002",
+    ]
 
 
 def test_webserver_serves_the_asset_graph(tmp_path: Path) -> None:
@@ -65,23 +87,34 @@ def test_webserver_serves_the_asset_graph(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen([BIN / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [BIN / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         query = {"query": "{ assetNodes { assetKey { path } groupName } }"}
         deadline, nodes = time.monotonic() + 120, None
         while time.monotonic() < deadline and nodes is None:
             try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps(query).encode(),
-                                             headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=json.dumps(query).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
                 body = json.loads(urllib.request.urlopen(req, timeout=5).read())
                 nodes = body["data"]["assetNodes"] or None
             except (OSError, KeyError, TypeError):
                 time.sleep(1)
         assert nodes, "webserver did not answer with the asset graph"
         assert {("/".join(n["assetKey"]["path"]), n["groupName"]) for n in nodes} >= {
-            ("iov/ods_vehicle_gps_raw", "ods"), ("iov/dwd_vehicle_gps", "dwd"), ("iov/ads_vehicle_hourly_stat", "ads")}
+            ("iov/ods_vehicle_gps_raw", "ods"),
+            ("iov/dwd_vehicle_gps", "dwd"),
+            ("iov/ads_vehicle_hourly_stat", "ads"),
+        }
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

@@ -31,8 +31,14 @@ DAEMON = Path(sys.executable).parent / "dagster-daemon"
 @contextmanager
 def running_daemon(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     with log.open("ab") as out:
-        proc = subprocess.Popen([str(DAEMON), "run", "-w", "workspace.yaml"], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(DAEMON), "run", "-w", "workspace.yaml"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield proc
     finally:
@@ -76,7 +82,9 @@ def wait_for_ads(p: Pipeline, lh: Lakehouse, log: Path, timeout: float = 240) ->
             return
         time.sleep(1)
     tail = log.read_text(errors="replace")[-4000:]
-    pytest.fail(f"ADS did not converge in {timeout}s: {len(got)} rows, want {len(want)}.\nDaemon log tail:\n{tail}")
+    pytest.fail(
+        f"ADS did not converge in {timeout}s: {len(got)} rows, want {len(want)}.\nDaemon log tail:\n{tail}"
+    )
 
 
 def run_count(dagster_home: Path) -> int:
@@ -90,8 +98,13 @@ def run_count(dagster_home: Path) -> int:
 def test_daemon_processes_new_late_and_replaced_files(tmp_path: Path, table_format: str) -> None:
     home, dagster_home, log = tmp_path / "lh", tmp_path / "dagster_home", tmp_path / "daemon.log"
     dagster_home.mkdir()  # fresh and empty: no dagster.yaml
-    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(dagster_home),
-           "LAKEHOUSE_TABLE_FORMAT": table_format, "LAKEHOUSE_SCAN_INTERVAL_SECONDS": "2"}
+    env = {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "LAKEHOUSE_TABLE_FORMAT": table_format,
+        "LAKEHOUSE_SCAN_INTERVAL_SECONDS": "2",
+    }
     settings = LakehouseSettings.from_env(env)
     lh = Lakehouse(settings)
     p = Pipeline(settings, instance=None)  # type: ignore[arg-type] - only used to land files and query
@@ -106,11 +119,21 @@ def test_daemon_processes_new_late_and_replaced_files(tmp_path: Path, table_form
         time.sleep(12)
         assert run_count(dagster_home) == runs_before
         # ...and nothing is missed: a late file in a processed partition, a file replaced in place
-        p.land([gps("VIN001", "2025-09-17 22:59:00", 120.9, 30.9, 33.0), gps("VIN999", "2025-09-17 22:10:00")],
-               dt="2025-09-17", hh="22", name="late.parquet")
-        p.land([gps("VIN001", "2025-09-17 23:00:00", 120.0, 30.0, 10.0),
-                gps("VIN001", "2025-09-17 23:30:00", 120.1, 30.0, 20.0)],
-               dt="2025-09-17", hh="23", name="part-00000.orc")
+        p.land(
+            [gps("VIN001", "2025-09-17 22:59:00", 120.9, 30.9, 33.0), gps("VIN999", "2025-09-17 22:10:00")],
+            dt="2025-09-17",
+            hh="22",
+            name="late.parquet",
+        )
+        p.land(
+            [
+                gps("VIN001", "2025-09-17 23:00:00", 120.0, 30.0, 10.0),
+                gps("VIN001", "2025-09-17 23:30:00", 120.1, 30.0, 20.0),
+            ],
+            dt="2025-09-17",
+            hh="23",
+            name="part-00000.orc",
+        )
         wait_for_ads(p, lh, log)
     assert ("VIN999", "2025-09-17 22") in p.ads()
     assert p.ads()[("VIN001", "2025-09-17 23")][1] == 15.0  # only the replacement's rows remain

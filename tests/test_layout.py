@@ -11,24 +11,27 @@ from sensors.layout import LandedFile, Misplaced, classify, partition_prefix, sp
 GOOD_FOLDER = "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23"
 
 
-@pytest.mark.parametrize(("path", "size"), [
-    ("iov/.DS_Store", 6148),
-    (f"{GOOD_FOLDER}/.DS_Store", 6148),
-    (f"{GOOD_FOLDER}/._part-0.parquet", 4096),                # macOS resource fork
-    (f"{GOOD_FOLDER}/.part-0.parquet", 100),                  # hidden file
-    (f"{GOOD_FOLDER}/_SUCCESS", 0),
-    (f"{GOOD_FOLDER}/_part-0.parquet", 100),                  # names starting with _ are bookkeeping
-    ("iov/ods_vehicle_gps_raw/_temporary/dt=2025-09-17/hh=23/part-0.parquet", 100),
-    ("iov/.staging/dt=2025-09-17/hh=23/part-0.parquet", 100),
-    (f"{GOOD_FOLDER}/_temporary/part-0.parquet", 100),        # a junk folder at any depth
-    ("_tmp/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/part-0.parquet", 100),
-    (f"{GOOD_FOLDER}/part-0.parquet.uploading", 100),         # upload in progress
-    (f"{GOOD_FOLDER}/part-0.parquet.crc", 100),
-    (f"{GOOD_FOLDER}/readme.txt", 100),
-    (f"{GOOD_FOLDER}/part-0.csv", 100),
-    (f"{GOOD_FOLDER}/part-0.parquet", 0),                     # zero bytes: never data
-    (f"{GOOD_FOLDER}/part-0.orc", 0),
-])
+@pytest.mark.parametrize(
+    ("path", "size"),
+    [
+        ("iov/.DS_Store", 6148),
+        (f"{GOOD_FOLDER}/.DS_Store", 6148),
+        (f"{GOOD_FOLDER}/._part-0.parquet", 4096),  # macOS resource fork
+        (f"{GOOD_FOLDER}/.part-0.parquet", 100),  # hidden file
+        (f"{GOOD_FOLDER}/_SUCCESS", 0),
+        (f"{GOOD_FOLDER}/_part-0.parquet", 100),  # names starting with _ are bookkeeping
+        ("iov/ods_vehicle_gps_raw/_temporary/dt=2025-09-17/hh=23/part-0.parquet", 100),
+        ("iov/.staging/dt=2025-09-17/hh=23/part-0.parquet", 100),
+        (f"{GOOD_FOLDER}/_temporary/part-0.parquet", 100),  # a junk folder at any depth
+        ("_tmp/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/part-0.parquet", 100),
+        (f"{GOOD_FOLDER}/part-0.parquet.uploading", 100),  # upload in progress
+        (f"{GOOD_FOLDER}/part-0.parquet.crc", 100),
+        (f"{GOOD_FOLDER}/readme.txt", 100),
+        (f"{GOOD_FOLDER}/part-0.csv", 100),
+        (f"{GOOD_FOLDER}/part-0.parquet", 0),  # zero bytes: never data
+        (f"{GOOD_FOLDER}/part-0.orc", 0),
+    ],
+)
 def test_junk_is_ignored_silently(path: str, size: int) -> None:
     assert classify(path, size) is None
 
@@ -37,24 +40,39 @@ def test_unknown_size_is_not_treated_as_empty() -> None:
     assert isinstance(classify(f"{GOOD_FOLDER}/part-0.parquet"), LandedFile)
 
 
-@pytest.mark.parametrize(("path", "reason_contains"), [
-    ("part-0.parquet", "not in <namespace>/<table>/dt=YYYY-MM-DD/hh=HH/<file>"),
-    ("iov/part-0.parquet", "not in <namespace>/<table>"),
-    ("iov/ods_vehicle_gps_raw/part-0.parquet", "not in <namespace>/<table>"),
-    ("iov/ods_vehicle_gps_raw/dt=2025-09-17/part-0.parquet", "not in <namespace>/<table>"),
-    (f"{GOOD_FOLDER}/extra/part-0.parquet", "not in <namespace>/<table>"),
-    ("iov/ods_vehicle_gps_raw/date=2025-09-17/hh=23/part-0.parquet", "dt=YYYY-MM-DD/hh=HH"),
-    ("iov/ods_vehicle_gps_raw/hh=23/dt=2025-09-17/part-0.parquet", "dt=YYYY-MM-DD/hh=HH"),
-    ("iov/ods_vehicle_gps_raw/dt=2025-13-01/hh=00/part-0.parquet", "dt=2025-13-01/hh=00 is not a valid date and hour"),
-    ("iov/ods_vehicle_gps_raw/dt=2025-02-30/hh=00/part-0.parquet", "dt=2025-02-30/hh=00 is not a valid date"),
-    ("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=24/part-0.parquet", "dt=2025-09-17/hh=24 is not a valid date and hour"),
-    ("iov/ods_vehicle_gps_raw/dt=20250917/hh=23/part-0.parquet", "is not a valid date and hour"),
-    ("iov/ods_vehicle_gps_raw/dt=2025-9-1/hh=07/part-0.parquet", "dt=2025-9-1/hh=07 must be zero-padded"),
-    ("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=7/part-0.parquet", "dt=2025-09-17/hh=7 must be zero-padded"),
-    ("iov/my-table/dt=2025-09-17/hh=23/part-0.parquet", "table folder 'my-table' is not a valid name"),
-    ("iov/2025_gps/dt=2025-09-17/hh=23/part-0.parquet", "table folder '2025_gps' is not a valid name"),
-    ("my iov/gps/dt=2025-09-17/hh=23/part-0.parquet", "namespace folder 'my iov' is not a valid name"),
-])
+@pytest.mark.parametrize(
+    ("path", "reason_contains"),
+    [
+        ("part-0.parquet", "not in <namespace>/<table>/dt=YYYY-MM-DD/hh=HH/<file>"),
+        ("iov/part-0.parquet", "not in <namespace>/<table>"),
+        ("iov/ods_vehicle_gps_raw/part-0.parquet", "not in <namespace>/<table>"),
+        ("iov/ods_vehicle_gps_raw/dt=2025-09-17/part-0.parquet", "not in <namespace>/<table>"),
+        (f"{GOOD_FOLDER}/extra/part-0.parquet", "not in <namespace>/<table>"),
+        ("iov/ods_vehicle_gps_raw/date=2025-09-17/hh=23/part-0.parquet", "dt=YYYY-MM-DD/hh=HH"),
+        ("iov/ods_vehicle_gps_raw/hh=23/dt=2025-09-17/part-0.parquet", "dt=YYYY-MM-DD/hh=HH"),
+        (
+            "iov/ods_vehicle_gps_raw/dt=2025-13-01/hh=00/part-0.parquet",
+            "dt=2025-13-01/hh=00 is not a valid date and hour",
+        ),
+        (
+            "iov/ods_vehicle_gps_raw/dt=2025-02-30/hh=00/part-0.parquet",
+            "dt=2025-02-30/hh=00 is not a valid date",
+        ),
+        (
+            "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=24/part-0.parquet",
+            "dt=2025-09-17/hh=24 is not a valid date and hour",
+        ),
+        ("iov/ods_vehicle_gps_raw/dt=20250917/hh=23/part-0.parquet", "is not a valid date and hour"),
+        ("iov/ods_vehicle_gps_raw/dt=2025-9-1/hh=07/part-0.parquet", "dt=2025-9-1/hh=07 must be zero-padded"),
+        (
+            "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=7/part-0.parquet",
+            "dt=2025-09-17/hh=7 must be zero-padded",
+        ),
+        ("iov/my-table/dt=2025-09-17/hh=23/part-0.parquet", "table folder 'my-table' is not a valid name"),
+        ("iov/2025_gps/dt=2025-09-17/hh=23/part-0.parquet", "table folder '2025_gps' is not a valid name"),
+        ("my iov/gps/dt=2025-09-17/hh=23/part-0.parquet", "namespace folder 'my iov' is not a valid name"),
+    ],
+)
 def test_data_in_the_wrong_place_is_misplaced_with_a_helpful_reason(path: str, reason_contains: str) -> None:
     result = classify(path, 100)
     assert isinstance(result, Misplaced)
@@ -69,13 +87,16 @@ def test_misplaced_file_in_a_table_folder_remembers_the_table() -> None:
     assert (result.namespace, result.table) == ("iov", "ods_vehicle_gps_raw")
 
 
-@pytest.mark.parametrize(("name", "size"), [
-    ("part-00000.parquet", 1234),
-    ("part-00000.orc", 1234),
-    ("part-00000.PARQUET", 1234),
-    ("Data.Orc", 1234),
-    ("part-00000.parquet", None),
-])
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [
+        ("part-00000.parquet", 1234),
+        ("part-00000.orc", 1234),
+        ("part-00000.PARQUET", 1234),
+        ("Data.Orc", 1234),
+        ("part-00000.parquet", None),
+    ],
+)
 def test_data_files_are_landed_with_their_partition(name: str, size: int | None) -> None:
     path = f"{GOOD_FOLDER}/{name}"
     result = classify(path, size)
@@ -83,11 +104,14 @@ def test_data_files_are_landed_with_their_partition(name: str, size: int | None)
     assert result.partition_key == "2025-09-17-23"
 
 
-@pytest.mark.parametrize(("dt", "hh", "key"), [
-    ("2025-01-01", "00", "2025-01-01-00"),
-    ("2024-02-29", "09", "2024-02-29-09"),   # leap day
-    ("2025-12-31", "23", "2025-12-31-23"),
-])
+@pytest.mark.parametrize(
+    ("dt", "hh", "key"),
+    [
+        ("2025-01-01", "00", "2025-01-01-00"),
+        ("2024-02-29", "09", "2024-02-29-09"),  # leap day
+        ("2025-12-31", "23", "2025-12-31-23"),
+    ],
+)
 def test_partition_key_round_trips(dt: str, hh: str, key: str) -> None:
     landed = classify(f"iov/t_1/dt={dt}/hh={hh}/f.parquet", 10)
     assert isinstance(landed, LandedFile)
@@ -96,26 +120,25 @@ def test_partition_key_round_trips(dt: str, hh: str, key: str) -> None:
     assert partition_prefix("iov", "t_1", key) == f"iov/t_1/dt={dt}/hh={hh}"
 
 
-@pytest.mark.parametrize("key", [
-    "2025-09-17",          # no hour
-    "2025-09-17-24",       # no such hour
-    "2025-13-01-00",       # no such month
-    "2025-02-30-00",       # no such day
-    "2025-09-17 23",
-    "2025-09-17T23",
-    "2025-09-17-23-00",
-    "",
-    "garbage",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "2025-09-17",  # no hour
+        "2025-09-17-24",  # no such hour
+        "2025-13-01-00",  # no such month
+        "2025-02-30-00",  # no such day
+        "2025-09-17 23",
+        "2025-09-17T23",
+        "2025-09-17-23-00",
+        "",
+        "garbage",
+    ],
+)
 def test_malformed_partition_key_raises_value_error_naming_it(key: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"partition key {key!r} is not YYYY-MM-DD-HH")):
         split_partition_key(key)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: sensors/layout.py split_partition_key accepts keys that are not zero-padded "
-    "('2025-9-1-7' -> ('2025-09-01', '07')) because strptime is lenient, so two different partition "
-    "keys map to the same partition folder; classify() rejects the same non-padded values."))
 @pytest.mark.parametrize("key", ["2025-9-1-7", "2025-09-17-7"])
 def test_partition_key_must_be_zero_padded_like_the_folders(key: str) -> None:
     with pytest.raises(ValueError, match="is not YYYY-MM-DD-HH"):
