@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 HEADER = re.compile(r"^\s*/\*\s*---\s*\n(?P<yaml>.*?)\n\s*---\s*\*/", re.DOTALL)
 MODELS_ROOT = Path(__file__).resolve().parent.parent / "dbt_like_sql"
 LAYERS = ("ods", "dwd", "dws", "dim", "ads")
+HEADER_KEYS = {"description", "columns", "checks", "layer", "reject_reason_column", "reconcile_with"}
 
 
 class ModelError(ValueError):
@@ -92,7 +93,6 @@ class SqlModel:
     """Rows where this output column is not NULL go to <table>_rejected instead of the table."""
     reconcile_with: TableId | None = None
     """Source whose partition row count must equal table rows + rejected rows."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rejected_table(self) -> TableId | None:
@@ -175,6 +175,9 @@ def parse_model(path: Path, namespace: str) -> SqlModel:
         raise ModelError(f"{path}: header is not valid YAML ({exc})") from None
     if not isinstance(header, dict):
         raise ModelError(f"{path}: the header must be a YAML mapping (description:, columns:, checks:)")
+    unknown = sorted(set(header) - HEADER_KEYS)
+    if unknown:
+        raise ModelError(f"{path}: unknown header key(s) {unknown}; known: {sorted(HEADER_KEYS)}")
     sql = text[match.end() :].strip().rstrip(";")
     name = path.stem
     try:
@@ -206,12 +209,6 @@ def parse_model(path: Path, namespace: str) -> SqlModel:
         checks=checks,
         reject_reason_column=header.get("reject_reason_column"),
         reconcile_with=TableId.parse(reconcile, namespace) if reconcile else None,
-        extra={
-            k: v
-            for k, v in header.items()
-            if k
-            not in {"description", "columns", "checks", "layer", "reject_reason_column", "reconcile_with"}
-        },
     )
 
 

@@ -13,7 +13,7 @@ reprocess files, and lets `lakehouse sql` query it as lakehouse.files / lakehous
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,12 +147,6 @@ class CatalogDB:
                 TableRecord(r.namespace, r.name, r.format, r.location, r.origin) for r in conn.execute(query)
             ]
 
-    def forget_table(self, namespace: str, name: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.delete(tables_t).where(tables_t.c.namespace == namespace, tables_t.c.name == name)
-            )
-
     # --- conflicts ------------------------------------------------------------------------
     def record_conflict(self, namespace: str, name: str, reason: str) -> bool:
         """Record once; True when it is new."""
@@ -180,17 +174,6 @@ class CatalogDB:
         """path -> fingerprint of everything loaded or rejected so far (one query, two columns)."""
         with self.engine.connect() as conn:
             return dict(conn.execute(sa.select(files_t.c.path, files_t.c.fingerprint)).tuples().all())
-
-    def files_in_partition(self, namespace: str, table: str, partition_key: str) -> list[FileRecord]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(files_t).where(
-                    files_t.c.namespace == namespace,
-                    files_t.c.table_name == table,
-                    files_t.c.partition_key == partition_key,
-                )
-            )
-            return [_file_record(r._mapping) for r in rows]
 
     def replace_partition_files(
         self, namespace: str, table: str, partition_key: str, records: Iterable[FileRecord]
@@ -223,17 +206,3 @@ class CatalogDB:
             query = query.where(files_t.c.status == status)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def _file_record(row: Mapping[str, Any]) -> FileRecord:
-    return FileRecord(
-        path=row["path"],
-        namespace=row["namespace"],
-        table_name=row["table_name"],
-        partition_key=row["partition_key"],
-        size=row["size"],
-        fingerprint=row["fingerprint"],
-        status=row["status"],
-        rows=row["rows"],
-        reason=row["reason"],
-    )

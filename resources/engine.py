@@ -115,16 +115,10 @@ class DuckDBEngine:
         statement_name: str = "query",
     ) -> pa.Table:
         """Run one statement and return its result as an Arrow table."""
-        import duckdb
-
-        con = self._connect(sources, default_namespace)
-        try:
-            used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
-            return con.sql(sql, params=used or None).to_arrow_table()
-        except duckdb.Error as exc:
-            raise QueryError(f"{statement_name}: {str(exc).splitlines()[0]}") from None
-        finally:
-            con.close()
+        with self.stream(
+            sql, sources, params, default_namespace=default_namespace, statement_name=statement_name
+        ) as reader:
+            return reader.read_all()
 
     @contextmanager
     def stream(

@@ -81,13 +81,6 @@ class ObjectStore:
         entries = self._fs.ls(base, detail=True)
         return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory")
 
-    def info(self, path: str) -> ObjectInfo:
-        detail = self._fs.info(self._abs(path))
-        return ObjectInfo(path=path, size=int(detail.get("size") or 0), fingerprint=self._fingerprint(detail))
-
-    def read_bytes(self, path: str) -> bytes:
-        return self._fs.cat_file(self._abs(path))
-
     def _fail(self, path: str, exc: Exception) -> UnreadableFileError:
         kind = path.rsplit(".", 1)[-1]
         return UnreadableFileError(f"{self.uri}/{path}: not a readable {kind} file ({exc})")
@@ -169,11 +162,6 @@ class LocalObjectStore(ObjectStore):
 
     def refresh(self) -> None:
         """Local listings are never cached."""
-
-    def arrow_filesystem(self) -> pafs.FileSystem:
-        import pyarrow.fs as pafs
-
-        return pafs.LocalFileSystem()
 
 
 class S3ObjectStore(ObjectStore):

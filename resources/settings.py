@@ -38,6 +38,10 @@ class S3Credentials:
     region: str | None = None
     """Region name, e.g. us-east-1."""
 
+    def options(self, names: Mapping[str, str]) -> dict[str, str]:
+        """The credentials under a library's own option names ({field: option}); unset ones left out."""
+        return {option: value for name, option in names.items() if (value := getattr(self, name))}
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> S3Credentials:
         return cls(

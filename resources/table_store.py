@@ -25,6 +25,19 @@ if TYPE_CHECKING:
 
 COMMIT_RETRIES = 8
 
+ICEBERG_S3_OPTIONS = {
+    "endpoint_url": "s3.endpoint",
+    "access_key_id": "s3.access-key-id",
+    "secret_access_key": "s3.secret-access-key",
+    "region": "s3.region",
+}
+DELTA_S3_OPTIONS = {
+    "endpoint_url": "AWS_ENDPOINT_URL",
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "region": "AWS_REGION",
+}
+
 ICEBERG_FILE_ROWS = 500_000
 """Rows gathered before pyiceberg writes them out as one append (bounds memory and file count)."""
 
@@ -255,16 +268,11 @@ class IcebergTableStore(TableStore):
         warehouse = settings.warehouse_uri
         if "://" not in warehouse:
             warehouse = f"file://{warehouse}"
-        props: dict[str, str] = {"uri": settings.catalog_uri, "warehouse": warehouse}
-        creds = settings.s3
-        if creds.endpoint_url:
-            props["s3.endpoint"] = creds.endpoint_url
-        if creds.access_key_id:
-            props["s3.access-key-id"] = creds.access_key_id
-        if creds.secret_access_key:
-            props["s3.secret-access-key"] = creds.secret_access_key
-        if creds.region:
-            props["s3.region"] = creds.region
+        props = {
+            "uri": settings.catalog_uri,
+            "warehouse": warehouse,
+            **settings.s3.options(ICEBERG_S3_OPTIONS),
+        }
         self._catalog = SqlCatalog("lakehouse", **props)
 
     def _load(self, table: TableId) -> Any:
@@ -360,10 +368,6 @@ class IcebergTableStore(TableStore):
                 found.append(TableId(ident[0], ident[1]))
         return found
 
-    def drop(self, table: TableId) -> None:
-        self._catalog.drop_table((table.namespace, table.name))
-        self.db.forget_table(table.namespace, table.name)
-
 
 class DeltaTableStore(TableStore):
     """Delta Lake tables under the warehouse, catalogued in lakehouse_tables (same semantics as Iceberg)."""
@@ -371,18 +375,9 @@ class DeltaTableStore(TableStore):
     format = "delta"
 
     def _options(self) -> dict[str, str]:
-        creds = self.settings.s3
-        options: dict[str, str] = {}
-        if creds.endpoint_url:
-            options["AWS_ENDPOINT_URL"] = creds.endpoint_url
-            if creds.endpoint_url.startswith("http://"):
-                options["AWS_ALLOW_HTTP"] = "true"
-        if creds.access_key_id:
-            options["AWS_ACCESS_KEY_ID"] = creds.access_key_id
-        if creds.secret_access_key:
-            options["AWS_SECRET_ACCESS_KEY"] = creds.secret_access_key
-        if creds.region:
-            options["AWS_REGION"] = creds.region
+        options = self.settings.s3.options(DELTA_S3_OPTIONS)
+        if options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
         return options
 
     def _table(self, table: TableId) -> Any:
@@ -468,9 +463,6 @@ class DeltaTableStore(TableStore):
 
     def list_catalog_tables(self) -> list[TableId]:
         return [TableId(r.namespace, r.name) for r in self.db.list_tables() if r.format == "delta"]
-
-    def drop(self, table: TableId) -> None:
-        self.db.forget_table(table.namespace, table.name)
 
 
 def _sql_literal(value: str) -> str:

@@ -106,6 +106,10 @@ BAD_HEADERS = {
     "no_columns": ("description: no columns here", "must declare the table's columns"),
     "empty_columns": ("columns: {}", "must declare the table's columns"),
     "unknown_check": ("columns: {vin: string}\nchecks:\n  - positive: [vin]", "unknown check 'positive'"),
+    "typo_in_key": (
+        "columns: {vin: string}\nreject_reson_column: why",
+        "unknown header key(s) ['reject_reson_column']",
+    ),
 }
 
 
