@@ -7,6 +7,7 @@ the wrong place that is recorded as rejected (so nobody wonders where it went).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 
@@ -83,20 +84,22 @@ def classify(path: str, size: int | None = None) -> LandedFile | Misplaced | Non
     if not dt_part.startswith("dt=") or not hh_part.startswith("hh="):
         return Misplaced(path, "partition folders must be dt=YYYY-MM-DD/hh=HH", namespace, table)
     dt_value, hh_value = dt_part[3:], hh_part[3:]
+    problem = _partition_problem(dt_value, hh_value)
+    if problem:
+        return Misplaced(path, problem, namespace, table)
+    return LandedFile(path, namespace, table, dt_value, hh_value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _partition_problem(dt_value: str, hh_value: str) -> str | None:
+    """Why dt=/hh= folder values are not a partition, or None. Cached: every file of a folder asks."""
     try:
         parsed = dt.datetime.strptime(f"{dt_value} {hh_value}", "%Y-%m-%d %H")
     except ValueError:
-        return Misplaced(
-            path, f"partition dt={dt_value}/hh={hh_value} is not a valid date and hour", namespace, table
-        )
+        return f"partition dt={dt_value}/hh={hh_value} is not a valid date and hour"
     if parsed.strftime("%Y-%m-%d") != dt_value or parsed.strftime("%H") != hh_value:
-        return Misplaced(
-            path,
-            f"partition dt={dt_value}/hh={hh_value} must be zero-padded (dt=YYYY-MM-DD/hh=HH)",
-            namespace,
-            table,
-        )
-    return LandedFile(path, namespace, table, dt_value, hh_value)
+        return f"partition dt={dt_value}/hh={hh_value} must be zero-padded (dt=YYYY-MM-DD/hh=HH)"
+    return None
 
 
 def partition_prefix(namespace: str, table: str, key: str) -> str:
