@@ -152,12 +152,15 @@ def measure_tick(home: str, partitions: int) -> dict:
                 out = sensor(ctx)
                 return time.perf_counter() - started, len(out.run_requests or [])
 
-        idle = [tick()[0] for _ in range(3)]
+        tick()  # warm-up: the first evaluation pays one-time imports and connections
+        idle = [tick()[0] for _ in range(5)]
         hour = first + dt.timedelta(hours=partitions)
         lh.landing.write_arrow(
             f"iov/ods_vehicle_gps_raw/dt={hour:%Y-%m-%d}/hh={hour:%H}/part-0.parquet", tiny
         )
-        new_file, runs = tick()
+        with_new = [tick() for _ in range(3)]  # the file stays pending: every tick does the same work
+    new_file = statistics.median(t[0] for t in with_new)
+    runs = with_new[-1][1]
     return {
         "idle_seconds": statistics.median(idle),
         "new_file_seconds": new_file,

@@ -16,6 +16,16 @@ from resources.table_store import TableId
 from sensors.datascan import scan
 
 DATASCAN_TAG = "lakehouse/datascan"
+NAMESPACE_TAG = "lakehouse/namespace"
+PARTITION_TAG = "lakehouse/partition"
+
+
+def partitions_in_progress(instance: dg.DagsterInstance) -> set[tuple[str, str]]:
+    """(namespace, partition key) of every DataScan load that is queued or running."""
+    status = dg.DagsterRunStatus
+    pending = [status.NOT_STARTED, status.QUEUED, status.STARTING, status.STARTED, status.CANCELING]
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={DATASCAN_TAG: "true"}, statuses=pending))
+    return {(r.tags.get(NAMESPACE_TAG, ""), r.tags.get(PARTITION_TAG, "")) for r in runs}
 
 
 def pipeline_job_name(namespace: str) -> str:
@@ -56,9 +66,16 @@ def build_datascan_sensor(
             if missing:
                 partition_requests.append(dg.AddDynamicPartitionsRequest(name, missing))
 
+        busy = partitions_in_progress(context.instance)
         runs = []
+        waiting = 0
         for (namespace, key), changes in result.changes_by_partition().items():
-            tags = {DATASCAN_TAG: "true", "lakehouse/partition": key}
+            if (namespace, key) in busy:
+                # One writer per partition: its files stay pending until the running load is done,
+                # so two loads of one partition never race (the next tick picks them up).
+                waiting += 1
+                continue
+            tags = {DATASCAN_TAG: "true", NAMESPACE_TAG: namespace, PARTITION_TAG: key}
             run_key = result.run_key(namespace, key)
             selected: list[dg.AssetKey] = []
             for change in changes:
@@ -96,10 +113,12 @@ def build_datascan_sensor(
                 )
         context.log.info(
             f"DataScan: {result.files_listed} objects listed, {result.junk_ignored} junk ignored, "
-            f"{len(result.changes)} changed table partition(s), {len(runs)} run(s) in {result.seconds:.3f}s"
+            f"{len(result.changes)} changed table partition(s), {len(runs)} run(s), "
+            f"{waiting} partition(s) waiting for a running load, in {result.seconds:.3f}s"
         )
         if not runs and not partition_requests:
-            return dg.SensorResult(skip_reason=f"nothing new ({result.files_listed} objects listed)")
+            reason = f"{waiting} changed partition(s) wait for running loads" if waiting else "nothing new"
+            return dg.SensorResult(skip_reason=f"{reason} ({result.files_listed} objects listed)")
         return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=partition_requests)
 
     return datascan

@@ -255,3 +255,24 @@ def test_file_corrupt_inside_its_data_is_rejected_and_the_partition_still_loads(
     assert pipeline.sql("select vin from iov.ods_vehicle_gps_raw") == [{"vin": "VIN900"}]
     [rejected] = pipeline.sql("select path, reason from lakehouse.rejected_files")
     assert rejected["path"].endswith("broken.parquet") and "not a readable parquet file" in rejected["reason"]
+
+
+def test_a_partition_with_a_load_in_progress_waits_for_it(pipeline: Pipeline) -> None:
+    pipeline.land([gps()], hh="22")
+    pipeline.land([gps()], hh="23")
+    running = dg.DagsterRun(
+        job_name="iov_pipeline",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={
+            "lakehouse/datascan": "true",
+            "lakehouse/namespace": "iov",
+            "lakehouse/partition": "2025-09-17-23",
+        },
+    )
+    pipeline.instance.add_run(running)
+    assert [r.partition_key for r in evaluate(pipeline).run_requests] == ["2025-09-17-22"]
+    pipeline.instance.report_run_failed(running)  # the load ended: its partition is picked up again
+    assert sorted(r.partition_key for r in evaluate(pipeline).run_requests) == [
+        "2025-09-17-22",
+        "2025-09-17-23",
+    ]
