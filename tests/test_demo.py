@@ -1,0 +1,34 @@
+"""The README's first command: `make demo`'s script, run as a user would (in a temporary home)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_demo_prints_the_seed_style_table_for_one_vehicle(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(tmp_path / "lh"),
+        "DAGSTER_HOME": str(tmp_path / "dh"),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        ["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "DataScan: 6/6 run(s) succeeded" in out
+    assert "corrupt.parquet" in out  # the rejected file is shown with its reason
+    # the seed's final query: vehicle_id | stat_time | mileage | avg_speed, six hours of VIN001
+    rows = re.findall(r"\| VIN001\s+\| (2025-09-17 \d\d)\s+\| ([\d.]+) km\s+\| ([\d.]+) km/h", out)
+    assert [r[0] for r in rows] == [f"2025-09-17 {h}" for h in ("23", "22", "21", "20", "19", "18")]
+    assert all(float(km) > 0 and 0 < float(kmh) < 140 for _, km, kmh in rows)
