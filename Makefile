@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 demo: install ## Generate sample GPS data, run DataScan -> ODS -> DWD -> ADS, print a vehicle's hourly stats
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-test: install ## Run the whole test suite (unit, sensor, S3 on loopback, end-to-end with the real daemon)
+test: install lint ## Lint, type-check, then the whole suite (unit, sensor, S3 on loopback, real daemon)
 	$(BIN)/pytest -q
 
 test-fast: install ## Run the suite without the end-to-end daemon tests
@@ -35,8 +35,10 @@ dev: install ## Start the Dagster UI (webserver + daemon) on http://127.0.0.1:30
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$(DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-lint: install ## ruff lint + format check
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: install ## ruff lint + format check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: install ## Performance: one hour of 3.6M GPS rows through the pipeline vs DuckDB alone; one DataScan tick
 	$(BIN)/python -m benchmarks.run

@@ -99,7 +99,7 @@ def measure_tick(home: str, partitions: int) -> dict:
     from resources.catalog import FileRecord
     from resources.lakehouse import Lakehouse
     from resources.settings import LakehouseSettings
-    from sensors.layout import classify
+    from sensors.layout import LandedFile, classify
 
     settings = LakehouseSettings.for_home(home)
     lh = Lakehouse(settings)
@@ -124,6 +124,7 @@ def measure_tick(home: str, partitions: int) -> dict:
     # measure the loads, not the tick).
     for info in lh.landing.walk():
         landed = classify(info.path, info.size)
+        assert isinstance(landed, LandedFile)
         lh.catalog.replace_partition_files(
             "iov",
             "ods_vehicle_gps_raw",
@@ -147,9 +148,10 @@ def measure_tick(home: str, partitions: int) -> dict:
         sensor = defs.resolve_sensor_def("datascan")
 
         def tick() -> tuple[float, int]:
-            with dg.build_sensor_context(instance=instance, resources=dict(defs.resources)) as ctx:
+            with dg.build_sensor_context(instance=instance, resources=dict(defs.resources or {})) as ctx:
                 started = time.perf_counter()
                 out = sensor(ctx)
+                assert isinstance(out, dg.SensorResult)
                 return time.perf_counter() - started, len(out.run_requests or [])
 
         tick()  # warm-up: the first evaluation pays one-time imports and connections

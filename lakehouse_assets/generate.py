@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -39,7 +39,7 @@ def gps_hour(
     start: dt.datetime,
     vehicles: int,
     interval_seconds: int,
-    state: dict[str, object],
+    state: dict[str, Any],
     seed: int,
     dirty_fraction: float,
 ) -> tuple[pa.Table, int]:
@@ -135,7 +135,7 @@ def generate_iov(
         raise ValueError(f"--interval-seconds must divide 3600, got {interval_seconds}")
     start = start.replace(minute=0, second=0, microsecond=0)
     summary = GenerateSummary()
-    state: dict[str, object] = {}
+    state: dict[str, Any] = {}
     for h in range(hours):
         hour = start + dt.timedelta(hours=h)
         data, dirty = gps_hour(hour, vehicles, interval_seconds, state, seed + h, dirty_fraction)

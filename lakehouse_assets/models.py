@@ -125,7 +125,7 @@ def _column(name: str, spec: Any, where: Path) -> Column:
     return column
 
 
-def _checks(raw: list[dict[str, Any]], where: Path) -> tuple[Check, ...]:
+def _checks(raw: Any, where: Path) -> tuple[Check, ...]:
     checks = []
     for item in raw or []:
         if not isinstance(item, dict) or len(item) < 1:

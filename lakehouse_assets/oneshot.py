@@ -41,13 +41,16 @@ def run_datascan_once(
     ) as context:
         result = sensor(context)
     assert isinstance(result, dg.SensorResult)
-    for request in result.dynamic_partitions_requests or []:
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    for partitions_request in result.dynamic_partitions_requests or []:
+        if isinstance(partitions_request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(
+                partitions_request.partitions_def_name, list(partitions_request.partition_keys)
+            )
     runs = list(result.run_requests or [])
     succeeded = 0
     if execute:
         for request in runs:
+            assert request.job_name, "DataScan names the job of every run it requests"
             job = defs.resolve_job_def(request.job_name)
             outcome = job.execute_in_process(
                 instance=instance,

@@ -111,7 +111,7 @@ def run_model(lh: Lakehouse, model: SqlModel, partition_key: str) -> ModelRun:
             f"{model.path}: upstream table(s) {', '.join(map(str, missing))} do not exist yet; "
             "materialize them first (or wait for DataScan)"
         )
-    sources: dict[TableId | str, Any] = dict(lh.sources(list(model.deps), partition))
+    sources: dict[TableId | str, Any] = {k: v for k, v in lh.sources(list(model.deps), partition).items()}
     params = model_params(lh, partition_key)
     schema = model.arrow_schema()
     schema = schema.append(pa.field("dt", pa.string())).append(pa.field("hh", pa.string()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
@@ -100,7 +99,7 @@ class Lakehouse:
         ensure_read_only(query)
         referenced = referenced_tables(query)
         system = self.system_tables() if any(ns == "lakehouse" for ns, _ in referenced) else {}
-        sources: dict[TableId, Any] = {}
+        sources: dict[TableId | str, Any] = {}
         for namespace, name in referenced:
             if namespace is None:
                 raise QueryError(f"table {name!r} must be qualified as namespace.table")
@@ -137,17 +136,16 @@ class LakehouseResource(dg.ConfigurableResource):
         import os
 
         env = dict(os.environ)
-        if self.home:
-            env["LAKEHOUSE_HOME"] = self.home
-        base = LakehouseSettings.from_env(env)
         overrides = {
-            "landing_uri": self.landing_uri,
-            "warehouse_uri": self.warehouse_uri,
-            "catalog_uri": self.catalog_uri,
-            "table_format": self.table_format,
-            "distance_method": self.distance_method,
+            "LAKEHOUSE_HOME": self.home,
+            "LAKEHOUSE_LANDING_URI": self.landing_uri,
+            "LAKEHOUSE_WAREHOUSE_URI": self.warehouse_uri,
+            "LAKEHOUSE_CATALOG_URI": self.catalog_uri,
+            "LAKEHOUSE_TABLE_FORMAT": self.table_format,
+            "LAKEHOUSE_DISTANCE_METHOD": self.distance_method,
         }
-        return replace(base, **{k: v for k, v in overrides.items() if v})
+        env.update({name: value for name, value in overrides.items() if value})
+        return LakehouseSettings.from_env(env)  # the same validation as the environment gets
 
     def open(self) -> Lakehouse:
         return Lakehouse(self.settings())

@@ -316,11 +316,8 @@ class IcebergTableStore(TableStore):
         self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema, partition: Mapping[str, str]
     ) -> None:
         import pyarrow as pa
-        from pyiceberg.expressions import AlwaysTrue, And, EqualTo
 
-        condition: Any = AlwaysTrue()
-        for column, value in partition.items():
-            condition = And(condition, EqualTo(column, value))
+        condition = _iceberg_filter(partition)
         # One transaction = one commit: readers see the old partition or the new one, never a mix.
         with warnings.catch_warnings(), self._load(table).transaction() as tx:
             # The first load of a partition has nothing to delete; pyiceberg warns about that.
@@ -338,12 +335,8 @@ class IcebergTableStore(TableStore):
                 tx.append(pa.concat_tables(pending))
 
     def _file_paths(self, table: TableId, partition: Mapping[str, str] | None) -> tuple[Any, list[str]]:
-        from pyiceberg.expressions import AlwaysTrue, And, EqualTo
-
         loaded = self._load(table)
-        condition: Any = AlwaysTrue()
-        for column, value in (partition or {}).items():
-            condition = And(condition, EqualTo(column, value))
+        condition = _iceberg_filter(partition)
         tasks = list(loaded.scan(row_filter=condition).plan_files())
         if any(t.delete_files for t in tasks):
             raise NotImplementedError(f"{table}: merge-on-read delete files are not supported yet")
@@ -463,6 +456,16 @@ class DeltaTableStore(TableStore):
 
     def list_catalog_tables(self) -> list[TableId]:
         return [TableId(r.namespace, r.name) for r in self.db.list_tables() if r.format == "delta"]
+
+
+def _iceberg_filter(partition: Mapping[str, str] | None) -> Any:
+    """dt = ... AND hh = ... as a pyiceberg expression (always true without a partition)."""
+    from pyiceberg.expressions import AlwaysTrue, And, EqualTo
+
+    condition: Any = AlwaysTrue()
+    for column, value in (partition or {}).items():
+        condition = And(condition, EqualTo(column, value))  # type: ignore[call-arg,arg-type]
+    return condition
 
 
 def _sql_literal(value: str) -> str:
