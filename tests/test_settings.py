@@ -224,3 +224,12 @@ def test_the_datascan_sensor_interval_follows_the_environment(tmp_path: Path) ->
 
     settings = from_env(tmp_path, LAKEHOUSE_SCAN_INTERVAL_SECONDS="17")
     assert build_definitions(settings).resolve_sensor_def("datascan").minimum_interval_seconds == 17
+
+
+def test_resource_overrides_are_validated_like_the_environment(tmp_path) -> None:
+    from resources.lakehouse import LakehouseResource
+
+    good = LakehouseResource(home=str(tmp_path), table_format="DELTA", distance_method="planar").settings()
+    assert (good.table_format, good.distance_method, good.home) == ("delta", "planar", str(tmp_path))
+    with pytest.raises(ConfigError, match="LAKEHOUSE_TABLE_FORMAT"):
+        LakehouseResource(home=str(tmp_path), table_format="parquet").settings()
