@@ -15,9 +15,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 metadata = sa.MetaData()
 
@@ -56,6 +59,22 @@ conflicts_t = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("first_seen", sa.DateTime, nullable=False),
 )
+
+
+def arrow_schema(table: sa.Table) -> pa.Schema:
+    """The Arrow schema of a bookkeeping table, from its SQLAlchemy columns (one declaration)."""
+    import pyarrow as pa
+
+    def arrow_type(column: sa.Column[Any]) -> pa.DataType:
+        if isinstance(column.type, sa.BigInteger):
+            return pa.int64()
+        if isinstance(column.type, sa.DateTime):
+            return pa.timestamp("us")
+        if isinstance(column.type, sa.String):  # Text is a String too
+            return pa.string()
+        raise TypeError(f"{table.name}.{column.name}: no Arrow type for {column.type!r}")
+
+    return pa.schema([(c.name, arrow_type(c)) for c in table.columns])
 
 
 def _now() -> dt.datetime:
@@ -165,9 +184,13 @@ class CatalogDB:
             )
             return True
 
-    def conflicts(self) -> list[dict[str, Any]]:
+    def as_arrow(self, table: sa.Table) -> pa.Table:
+        """A bookkeeping table as Arrow, its schema derived from the table's own declaration."""
+        import pyarrow as pa
+
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(conflicts_t))]
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(*table.primary_key))]
+        return pa.Table.from_pylist(rows, schema=arrow_schema(table))
 
     # --- files ----------------------------------------------------------------------------
     def file_fingerprints(self) -> dict[str, str]:

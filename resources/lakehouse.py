@@ -42,54 +42,17 @@ class Lakehouse:
 
     def system_tables(self) -> dict[TableId, Any]:
         """The bookkeeping tables as Arrow, exposed to SQL under the `lakehouse` namespace."""
-        import pyarrow as pa
         import pyarrow.compute as pc
 
-        files = self.catalog.file_rows()
-        tables = [r.__dict__ for r in self.catalog.list_tables()]
-        conflicts = self.catalog.conflicts()
-        file_schema = pa.schema(
-            [
-                ("path", pa.string()),
-                ("namespace", pa.string()),
-                ("table_name", pa.string()),
-                ("partition_key", pa.string()),
-                ("size", pa.int64()),
-                ("fingerprint", pa.string()),
-                ("status", pa.string()),
-                ("rows", pa.int64()),
-                ("reason", pa.string()),
-                ("updated_at", pa.timestamp("us")),
-            ]
-        )
-        files_table = pa.Table.from_pylist(files, schema=file_schema)
-        rejected = files_table.filter(pc.equal(files_table["status"], "rejected"))
+        from resources.catalog import conflicts_t, files_t, tables_t
+
+        files = self.catalog.as_arrow(files_t)
+        rejected = files.filter(pc.equal(files["status"], "rejected"))
         return {
-            TableId("lakehouse", "files"): files_table,
+            TableId("lakehouse", "files"): files,
             TableId("lakehouse", "rejected_files"): rejected.drop_columns(["fingerprint", "status", "rows"]),
-            TableId("lakehouse", "tables"): pa.Table.from_pylist(
-                tables,
-                schema=pa.schema(
-                    [
-                        ("namespace", pa.string()),
-                        ("name", pa.string()),
-                        ("format", pa.string()),
-                        ("location", pa.string()),
-                        ("origin", pa.string()),
-                    ]
-                ),
-            ),
-            TableId("lakehouse", "conflicts"): pa.Table.from_pylist(
-                conflicts,
-                schema=pa.schema(
-                    [
-                        ("namespace", pa.string()),
-                        ("name", pa.string()),
-                        ("reason", pa.string()),
-                        ("first_seen", pa.timestamp("us")),
-                    ]
-                ),
-            ),
+            TableId("lakehouse", "tables"): self.catalog.as_arrow(tables_t),
+            TableId("lakehouse", "conflicts"): self.catalog.as_arrow(conflicts_t),
         }
 
     def sql(self, query: str) -> Any:
