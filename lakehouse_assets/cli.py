@@ -86,14 +86,121 @@ def main() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
 )
-def sql(query: str, fmt: str) -> None:
+@click.option("--user", help="Run as this user (grants and masking apply); default: the owner.")
+@click.option("--role", help="Run with only this one of the user's roles.")
+@click.option("--project", help="Namespace that unqualified table names resolve in (the seed's project).")
+def sql(query: str, fmt: str, user: str | None, role: str | None, project: str | None) -> None:
     """Run a read-only QUERY (DuckDB SQL) over the catalog's tables as namespace.table.
 
-    System tables: lakehouse.tables, lakehouse.files, lakehouse.rejected_files, lakehouse.conflicts."""
+    System tables (owner only): lakehouse.tables, lakehouse.files, lakehouse.rejected_files,
+    lakehouse.conflicts, lakehouse.audit, lakehouse.policy_changes, lakehouse.roles, lakehouse.users,
+    lakehouse.role_members, lakehouse.grants, lakehouse.masking_policies, lakehouse.masking_bindings."""
     from resources.lakehouse import Lakehouse
 
-    result = Lakehouse(_settings()).sql(query)
+    result = Lakehouse(_settings()).sql(query, user=user, role=role, project=project)
     click.echo(render(result.to_pylist(), result.column_names, fmt))
+
+
+@main.group()
+def policy() -> None:
+    """Roles, grants and data masking as code (MaxCompute's statements)."""
+
+
+@policy.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--project", required=True, help="Namespace that unqualified table names resolve in.")
+def policy_apply(file: str, project: str) -> None:
+    """Apply the statements of FILE atomically (all or nothing); re-applying changes nothing."""
+    from pathlib import Path
+
+    from resources.lakehouse import Lakehouse
+    from resources.policy import apply_policy
+
+    text = Path(file).read_text(encoding="utf-8")
+    report = apply_policy(Lakehouse(_settings()), text, project, source=file)
+    for line, change in report.changes:
+        click.echo(f"{file}:{line}: {change}")
+    click.echo(f"{report.statements} statement(s), {len(report.changes)} change(s)")
+
+
+SHOW_KINDS = {
+    "grants": ("grants_t", ["principal_kind", "principal", "privilege", "object_kind", "object_name"]),
+    "roles": ("roles_t", ["name", "created_at"]),
+    "users": ("users_t", ["display_name", "name", "created_at"]),
+    "members": ("members_t", ["role", "user_name"]),
+    "policies": ("policies_t", ["name", "function", "args", "roles"]),
+    "bindings": ("bindings_t", ["policy", "namespace", "table_name", "column_name"]),
+    "changes": ("changes_t", ["at", "actor", "source", "change"]),
+}
+
+
+@policy.command("show")
+@click.argument("kind", type=click.Choice([*SHOW_KINDS, "masking"]), default="grants")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+)
+def policy_show(kind: str, fmt: str) -> None:
+    """SHOW GRANTS (default) / ROLES / USERS / MEMBERS / POLICIES / BINDINGS / CHANGES, or MASKING
+    (the seed's SHOW MASKING POLICIES: every policy with the columns it is bound to)."""
+    from resources import governance as g
+
+    gov = g.GovernanceDB(_settings().catalog_uri)
+    if kind == "masking":
+        bindings: dict[str, list[str]] = {}
+        for b in gov.rows(g.bindings_t):
+            bindings.setdefault(b["policy"], []).append(
+                f"{b['namespace']}.{b['table_name']}.{b['column_name']}"
+            )
+        rows = [{**p, "bound_to": ", ".join(bindings.get(p["name"], []))} for p in gov.rows(g.policies_t)]
+        click.echo(render(rows, ["name", "function", "args", "roles", "bound_to"], fmt))
+        return
+    table_name, columns = SHOW_KINDS[kind]
+    click.echo(render(gov.rows(getattr(g, table_name)), columns, fmt))
+
+
+@main.group()
+def share() -> None:
+    """Secure sharing: masked, granted data for another team (e.g. Spark)."""
+
+
+@share.command("export")
+@click.option("--user", required=True, help="Export as this user: its grants and masks apply.")
+@click.option("--role", help="Only this one of the user's roles.")
+@click.option("--table", "table", required=True, help="namespace.table")
+@click.option("--to", "target", required=True, help="Local folder or s3://bucket/prefix (must be empty).")
+@click.option("--overwrite", is_flag=True, help="Replace a previous share at the target.")
+def share_export(user: str, role: str | None, table: str, target: str, overwrite: bool) -> None:
+    """Write the table as USER sees it (masked) as Parquet files plus _manifest.json."""
+    from resources.lakehouse import Lakehouse
+    from resources.share import export_share
+
+    manifest = export_share(Lakehouse(_settings()), table, target, user=user, role=role, overwrite=overwrite)
+    masked = ", ".join(f"{c['name']}:{c['masking']}" for c in manifest["columns"] if c["masking"]) or "none"
+    click.echo(
+        f"exported {manifest['rows']} rows of {manifest['table']} in {len(manifest['files'])} file(s) to {target}"
+    )
+    click.echo(f"masked columns: {masked}")
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+)
+def audit(limit: int, fmt: str) -> None:
+    """The latest governed queries, table reads and exports (who, role, tables, rows, outcome).
+
+    The whole log is the system table lakehouse.audit (owner only)."""
+    import sqlalchemy as sa
+
+    from resources import governance as g
+
+    gov = g.GovernanceDB(_settings().catalog_uri)
+    with gov.engine.connect() as conn:
+        query = sa.select(g.access_t).order_by(g.access_t.c.id.desc()).limit(limit)
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    columns = ["at", "user_name", "roles", "kind", "tables", "masked_columns", "rows", "status", "reason"]
+    click.echo(render(rows, columns, fmt))
 
 
 @main.group()

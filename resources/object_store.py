@@ -135,6 +135,10 @@ class ObjectStore:
         with self._fs.open(full, "wb") as handle:
             handle.write(data)
 
+    def remove(self, path: str) -> None:
+        """Delete one object (used to replace a previous share export)."""
+        self._fs.rm(self._abs(path))
+
     def write_arrow(self, path: str, table: pa.Table) -> None:
         """Write Parquet or ORC, chosen by the path's suffix."""
         import pyarrow.orc as orc
