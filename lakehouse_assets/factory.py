@@ -8,6 +8,7 @@ import dagster as dg
 from lakehouse_assets.models import SqlModel, arrow_type
 from lakehouse_assets.ods import IngestReport, ingest_partition
 from lakehouse_assets.transform import run_model
+from resources.governance import masking_metadata
 from resources.lakehouse import LakehouseResource
 from resources.table_store import TableId
 
@@ -73,7 +74,7 @@ def build_ods_asset(
                 description="Every landed file of the partition could be read and fits the schema",
             )
         ],
-        metadata={"table": str(table), "layer": "ods"},
+        metadata={"table": str(table), "layer": "ods", **masking_metadata(table)},
     )
     def _ods(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
         report = ingest_partition(lakehouse.open(), table, context.partition_key)
@@ -117,6 +118,7 @@ def build_model_asset(
         metadata={
             "dagster/column_schema": _column_schema(model),
             "table": str(model.table),
+            **masking_metadata(model.table),
             "layer": model.layer,
             "sql": dg.MetadataValue.md(f"```sql\n{model.sql}\n```"),
             "model_file": str(model.path.relative_to(model.path.parent.parent.parent)),
