@@ -62,7 +62,8 @@ def values(rows: list[dict[str, Any]]) -> list[str]:
 
     def walk(value: Any) -> None:
         if isinstance(value, dict):
-            for v in value.values():
+            for k, v in value.items():
+                out.append(str(k))  # column names too (PIVOT turns values into names)
                 walk(v)
         elif isinstance(value, list | tuple):
             for v in value:
