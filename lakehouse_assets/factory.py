@@ -1,18 +1,22 @@
 """Asset factories: an ODS asset per landed table, a model asset per SQL file, with their checks."""
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
-from lakehouse_assets.models import SqlModel, arrow_type
+from lakehouse_assets.models import ModelGraph, SqlModel, arrow_type
 from lakehouse_assets.ods import IngestReport, ingest_partition
+from lakehouse_assets.propagate import propagate
 from lakehouse_assets.transform import run_model
 from resources.governance import masking_metadata
 from resources.lakehouse import LakehouseResource
 from resources.table_store import TableId
 
 NO_REJECTED_FILES = "no_rejected_files"
+# backfill_policy and allow_nonexistent_upstream_partitions are marked beta; we rely on them knowingly.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def asset_key(table: TableId) -> dg.AssetKey:
@@ -22,6 +26,45 @@ def asset_key(table: TableId) -> dg.AssetKey:
 def hourly_partitions(namespace: str) -> dg.DynamicPartitionsDefinition:
     """Partitions are the landing folders DataScan has found (keys YYYY-MM-DD-HH), any date."""
     return dg.DynamicPartitionsDefinition(name=f"{namespace}_hourly")
+
+
+def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
+    """Days (keys YYYY-MM-DD) from LAKEHOUSE_DAILY_START_DATE to tomorrow, e.g. event dates."""
+    return dg.DailyPartitionsDefinition(start_date=start_date, end_offset=1)
+
+
+def late_data_condition() -> dg.AutomationCondition:
+    """Rebuild a day when any day it reads (through its time-window mapping) was updated, however old;
+    and build a day that is missing while some day it reads exists (also right after a restart).
+
+    Dagster's `eager()` only looks at the latest time window and waits for missing inputs; late data
+    changes old days, and day d+7 is legitimately missing for the last week, so neither applies."""
+    AC = dg.AutomationCondition
+    built_from_existing_days = AC.missing() & AC.any_deps_match(~AC.missing())
+    return (
+        (AC.any_deps_updated() | built_from_existing_days).since_last_handled()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("rebuild when a day it reads changes")
+
+
+def _dep(model: SqlModel, dep: TableId, graph: ModelGraph) -> dg.AssetDep:
+    kind = graph.partitioning(dep)
+    mapping: dg.PartitionMapping | None = None
+    if model.partitioning == "daily" and kind == "hourly":
+        # Any landing hour may hold events of any day: which ones is data (the day index), not a rule.
+        mapping = dg.AllPartitionMapping()
+    elif model.partitioning == "daily" and kind == "daily":
+        days = model.input(dep).days
+        mapping = dg.TimeWindowPartitionMapping(
+            start_offset=min(days), end_offset=max(days), allow_nonexistent_upstream_partitions=True
+        )
+    return dg.AssetDep(asset_key(dep), partition_mapping=mapping)
+
+
+def is_automated(model: SqlModel, graph: ModelGraph) -> bool:
+    """Daily models that read only daily tables follow their inputs through Dagster's automation."""
+    return model.partitioning == "daily" and all(graph.partitioning(d) == "daily" for d in model.deps)
 
 
 def _md_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
@@ -56,7 +99,10 @@ def rejected_files_check(report: IngestReport, key: dg.AssetKey) -> dg.AssetChec
 
 
 def build_ods_asset(
-    table: TableId, partitions_def: dg.PartitionsDefinition, table_format: str
+    table: TableId,
+    partitions_def: dg.PartitionsDefinition,
+    table_format: str,
+    graph: ModelGraph | None = None,
 ) -> dg.AssetsDefinition:
     key = asset_key(table)
 
@@ -77,10 +123,12 @@ def build_ods_asset(
         metadata={"table": str(table), "layer": "ods", **masking_metadata(table)},
     )
     def _ods(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
-        report = ingest_partition(lakehouse.open(), table, context.partition_key)
+        lh = lakehouse.open()
+        report = ingest_partition(lh, table, context.partition_key)
         for record in report.rejected:
             context.log.warning(f"rejected {record.path}: {record.reason}")
-        yield dg.MaterializeResult(metadata=ingest_metadata(report))
+        marked = propagate(lh, graph, table, context.partition_key) if graph else {}
+        yield dg.MaterializeResult(metadata={**ingest_metadata(report), **_marked_metadata(marked)})
         yield rejected_files_check(report, key)
 
     return _ods
@@ -97,49 +145,109 @@ def _column_schema(model: SqlModel) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
+def _marked_metadata(marked: dict[TableId, list[str]]) -> dict[str, Any]:
+    if not marked:
+        return {}
+    return {"marked_stale": dg.MetadataValue.json({str(t): keys for t, keys in marked.items()})}
+
+
 def build_model_asset(
-    model: SqlModel, partitions_def: dg.PartitionsDefinition, table_format: str
+    model: SqlModel,
+    partitions_def: dg.PartitionsDefinition | None,
+    table_format: str,
+    graph: ModelGraph | None = None,
 ) -> dg.AssetsDefinition:
     key = asset_key(model.table)
+    graph = graph or ModelGraph([model])
     check_specs = [
         dg.AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking)
         for c in model.checks
     ]
+    daily = model.partitioning == "daily"
 
     @dg.asset(
         key=key,
-        deps=[asset_key(d) for d in model.deps],
+        deps=[_dep(model, d, graph) for d in model.deps],
         partitions_def=partitions_def,
         group_name=model.layer,
         kinds={"duckdb", table_format},
         description=model.description or None,
         check_specs=check_specs,
         code_version=model.code_version,
+        automation_condition=late_data_condition() if is_automated(model, graph) else None,
+        # A range of days (a backfill, or days the automation found stale) runs in one process.
+        backfill_policy=dg.BackfillPolicy.single_run() if daily else None,
         metadata={
             "dagster/column_schema": _column_schema(model),
             "table": str(model.table),
             **masking_metadata(model.table),
             "layer": model.layer,
+            "partitioning": model.partitioning,
             "sql": dg.MetadataValue.md(f"```sql\n{model.sql}\n```"),
             "model_file": str(model.path.relative_to(model.path.parent.parent.parent)),
             **({"rejected_rows_table": str(model.rejected_table)} if model.rejected_table else {}),
+            **({"day_index": model.day_index} if model.day_index else {}),
         },
     )
     def _model(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
-        run = run_model(lakehouse.open(), model, context.partition_key)
-        metadata: dict[str, Any] = {"dagster/row_count": run.rows, "table_version": run.version or ""}
-        if model.rejected_table:
-            metadata["rejected_rows"] = run.rejected_rows
-            metadata["rejected_by_reason"] = dg.MetadataValue.json(run.rejected_by_reason)
-        if run.source_rows is not None:
-            metadata["source_rows"] = run.source_rows
+        lh = lakehouse.open()
+        if model.partitioning == "none":
+            keys: list[str | None] = [None]
+        elif daily:
+            keys = list(context.partition_keys)
+        else:
+            keys = [context.partition_key]
+        outcomes: dict[str, list[tuple[str | None, Any]]] = {}
+        per_partition: dict[str, Any] = {}
+        metadata: dict[str, Any] = {}
+        for partition_key in keys:
+            run = run_model(lh, model, partition_key, graph)
+            marked = propagate(
+                lh,
+                graph,
+                model.table,
+                partition_key or "",
+                changed_days=run.changed_days,
+                changed_keys=run.changed_keys,
+            )
+            metadata = {"dagster/row_count": run.rows, "table_version": run.version or ""}
+            if model.rejected_table:
+                metadata["rejected_rows"] = run.rejected_rows
+                metadata["rejected_by_reason"] = dg.MetadataValue.json(run.rejected_by_reason)
+            if run.source_rows is not None:
+                metadata["source_rows"] = run.source_rows
+            if model.day_index:
+                metadata["changed_days"] = dg.MetadataValue.json(sorted(run.changed_days))
+            if run.changed_keys is not None:
+                metadata["changed_keys"] = dg.MetadataValue.json(
+                    {c: len(v) for c, v in run.changed_keys.items()}
+                )
+            if run.inputs_changed_meanwhile:
+                metadata["inputs_changed_meanwhile"] = ", ".join(map(str, run.inputs_changed_meanwhile))
+            metadata.update(_marked_metadata(marked))
+            per_partition[partition_key or ""] = {"rows": run.rows, "version": run.version}
+            for outcome in run.checks:
+                outcomes.setdefault(outcome.check.name, []).append((partition_key, outcome))
+        if len(keys) > 1:  # a range of days in one run: one materialization per day, summed up here
+            metadata = {
+                "partitions": len(keys),
+                "dagster/row_count": sum(p["rows"] for p in per_partition.values()),
+                "by_partition": dg.MetadataValue.json(per_partition),
+            }
         yield dg.MaterializeResult(metadata=metadata)
-        for outcome in run.checks:
+        for name, results in outcomes.items():
+            failing = {k or "": o.failing_rows for k, o in results if not o.passed}
             yield dg.AssetCheckResult(
                 asset_key=key,
-                check_name=outcome.check.name,
-                passed=outcome.passed,
-                metadata={"failing_rows": outcome.failing_rows, "detail": outcome.detail},
+                check_name=name,
+                passed=not failing,
+                metadata={
+                    "failing_rows": sum(o.failing_rows for _, o in results),
+                    "detail": results[0][1].detail
+                    if len(results) == 1
+                    else f"{len(failing)} partition(s) failing",
+                    **({"failing_partitions": dg.MetadataValue.json(failing)} if len(results) > 1 else {}),
+                },
             )
 
     return _model

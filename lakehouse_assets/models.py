@@ -1,15 +1,23 @@
 """SQL models: one file per table in dbt_like_sql/<namespace>/<table>.sql.
 
 A model file starts with a YAML header in a block comment (description, columns with types, checks,
-rejects), then one SELECT in DuckDB SQL with bound parameters ($dt, $hh, $distance_method).
-Dependencies are the tables the SELECT reads, found by parsing it: no second list to keep in sync.
+rejects, partitioning), then one SELECT in DuckDB SQL with bound parameters ($dt, $hh,
+$distance_method, $timezone). Dependencies are the tables the SELECT reads, found by parsing it: no
+second list to keep in sync.
+
+Partitioning (header `partitions:`):
+- hourly (default): one partition per landing hour (dt, hh), like the ODS tables it reads.
+- daily: one partition per day (dt), e.g. an event date. Reading an hourly table needs that table's
+  `day_index` (which days each hour holds); reading a daily table reads the days listed in
+  `inputs: {table: {days: [0, 1, 7]}}` (offsets from the partition's day).
+- none: the whole table is rebuilt (a dimension such as the latest profile per user).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +32,19 @@ if TYPE_CHECKING:
 HEADER = re.compile(r"^\s*/\*\s*---\s*\n(?P<yaml>.*?)\n\s*---\s*\*/", re.DOTALL)
 MODELS_ROOT = Path(__file__).resolve().parent.parent / "dbt_like_sql"
 LAYERS = ("ods", "dwd", "dws", "dim", "ads")
-HEADER_KEYS = {"description", "columns", "checks", "layer", "reject_reason_column", "reconcile_with"}
+HEADER_KEYS = {
+    "description",
+    "columns",
+    "checks",
+    "layer",
+    "reject_reason_column",
+    "reconcile_with",
+    "partitions",
+    "inputs",
+    "day_index",
+}
+PARTITIONINGS = ("hourly", "daily", "none")
+PARTITION_COLUMNS = {"hourly": ("dt", "hh"), "daily": ("dt",), "none": ()}
 
 
 class ModelError(ValueError):
@@ -70,12 +90,25 @@ class Check:
 
     name: str
     kind: str
-    """not_null | unique | accepted_range | reconcile"""
+    """not_null | unique | accepted_range | reconcile | sql"""
     columns: tuple[str, ...] = ()
     min: float | None = None
     max: float | None = None
     blocking: bool = True
     description: str = ""
+    query: str | None = None
+    """For kind sql: a query returning the number of failing rows; `this` is the written partition."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a model reads one of its inputs (header `inputs:`)."""
+
+    days: tuple[int, ...] = (0,)
+    """Daily models: the days read, as offsets from the partition's day."""
+    changes_by: str | None = None
+    """Hourly readers of an unpartitioned table: only partitions holding rows whose value in this
+    column changed are rebuilt when the table changes (else every partition is)."""
 
 
 @dataclass(frozen=True)
@@ -88,11 +121,22 @@ class SqlModel:
     columns: tuple[Column, ...]
     deps: tuple[TableId, ...]
     checks: tuple[Check, ...] = ()
-    partitioned_by: tuple[str, ...] = ("dt", "hh")
+    partitioning: str = "hourly"
+    """hourly | daily | none"""
+    inputs: dict[TableId, InputSpec] = field(default_factory=dict)
+    day_index: str | None = None
+    """Hourly models: a DATE column whose days are indexed per partition (for daily readers)."""
     reject_reason_column: str | None = None
     """Rows where this output column is not NULL go to <table>_rejected instead of the table."""
     reconcile_with: TableId | None = None
     """Source whose partition row count must equal table rows + rejected rows."""
+
+    @property
+    def partitioned_by(self) -> tuple[str, ...]:
+        return PARTITION_COLUMNS[self.partitioning]
+
+    def input(self, table: TableId) -> InputSpec:
+        return self.inputs.get(table, InputSpec())
 
     @property
     def rejected_table(self) -> TableId | None:
@@ -159,9 +203,40 @@ def _checks(raw: Any, where: Path) -> tuple[Check, ...]:
                     f"{col} within [{spec.get('min')}, {spec.get('max')}]",
                 )
             )
+        elif kind == "sql":
+            if not isinstance(spec, dict) or not spec.get("name") or not spec.get("query"):
+                raise ModelError(f"{where}: an sql check takes {{name: n, query: 'select count(*) ...'}}")
+            checks.append(
+                Check(
+                    str(spec["name"]),
+                    kind,
+                    blocking=blocking,
+                    description=str(spec.get("description", spec["name"])),
+                    query=str(spec["query"]),
+                )
+            )
         else:
-            raise ModelError(f"{where}: unknown check {kind!r} (not_null, unique, accepted_range)")
+            raise ModelError(f"{where}: unknown check {kind!r} (not_null, unique, accepted_range, sql)")
     return tuple(checks)
+
+
+def _inputs(raw: Any, deps: tuple[TableId, ...], namespace: str, where: Path) -> dict[TableId, InputSpec]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ModelError(f"{where}: inputs is a mapping {{table: {{days: [0, 1]}}}}")
+    inputs = {}
+    for name, spec in raw.items():
+        table = TableId.parse(str(name), namespace)
+        if table not in deps:
+            raise ModelError(f"{where}: inputs names {table}, which the query does not read")
+        if not isinstance(spec, dict) or set(spec) - {"days", "changes_by"}:
+            raise ModelError(f"{where}: inputs.{name} takes days: [offsets] and/or changes_by: column")
+        days = spec.get("days", [0])
+        if not isinstance(days, list) or not days or not all(isinstance(d, int) for d in days):
+            raise ModelError(f"{where}: inputs.{name}.days is a list of whole day offsets, e.g. [0, 1, 7]")
+        inputs[table] = InputSpec(tuple(sorted(set(days))), spec.get("changes_by"))
+    return inputs
 
 
 def parse_model(path: Path, namespace: str) -> SqlModel:
@@ -194,6 +269,13 @@ def parse_model(path: Path, namespace: str) -> SqlModel:
         )
     reconcile = header.get("reconcile_with")
     checks = _checks(header.get("checks"), path)
+    partitioning = str(header.get("partitions", "hourly"))
+    if partitioning not in PARTITIONINGS:
+        raise ModelError(f"{path}: partitions must be one of {PARTITIONINGS}, got {partitioning!r}")
+    inputs = _inputs(header.get("inputs"), deps, namespace, path)
+    day_index = header.get("day_index")
+    if day_index is not None and (partitioning != "hourly" or day_index not in {c.name for c in columns}):
+        raise ModelError(f"{path}: day_index names a declared date column of an hourly model")
     if reconcile:
         checks += (
             Check("rows_reconcile", "reconcile", description=f"{reconcile} rows = rows + rejected rows"),
@@ -207,6 +289,9 @@ def parse_model(path: Path, namespace: str) -> SqlModel:
         columns=columns,
         deps=deps,
         checks=checks,
+        partitioning=partitioning,
+        inputs=inputs,
+        day_index=day_index,
         reject_reason_column=header.get("reject_reason_column"),
         reconcile_with=TableId.parse(reconcile, namespace) if reconcile else None,
     )
@@ -236,3 +321,67 @@ def load_models(root: Path = MODELS_ROOT) -> list[SqlModel]:
     for m in models.values():
         visit(m)
     return ordered
+
+
+class ModelGraph:
+    """The models and the tables they read, with how partitions of one relate to the other."""
+
+    def __init__(self, models: list[SqlModel]) -> None:
+        self.ordered = models
+        self.models = {m.table: m for m in models}
+        self._readers: dict[TableId, list[SqlModel]] = {}
+        for model in models:
+            for dep in model.deps:
+                self._readers.setdefault(dep, []).append(model)
+        for model in models:
+            for dep in model.deps:
+                self._validate_edge(model, dep)
+
+    def partitioning(self, table: TableId) -> str:
+        """Models declare theirs; every other table is an hourly landing (ODS) table."""
+        model = self.models.get(table)
+        return model.partitioning if model else "hourly"
+
+    def day_index(self, table: TableId) -> str | None:
+        model = self.models.get(table)
+        return model.day_index if model else None
+
+    def readers(self, table: TableId) -> list[SqlModel]:
+        return self._readers.get(table, [])
+
+    def hourly_closure(self, table: TableId) -> list[SqlModel]:
+        """Hourly models that a change of one hour of `table` rebuilds in the same run, in build order."""
+        seen: set[TableId] = set()
+        stack = [table]
+        while stack:
+            current = stack.pop()
+            if self.partitioning(current) != "hourly":
+                continue
+            for reader in self.readers(current):
+                if reader.partitioning == "hourly" and reader.table not in seen:
+                    seen.add(reader.table)
+                    stack.append(reader.table)
+        return [m for m in self.ordered if m.table in seen]
+
+    def datascan_closure(self, table: TableId) -> list[SqlModel]:
+        """What a DataScan run of one hour of `table` rebuilds: the hourly models that read it, and the
+        unpartitioned models that read any of those (their own readers follow through propagation)."""
+        hourly = self.hourly_closure(table)
+        changed = [table, *[m.table for m in hourly]]
+        whole = {r.table for t in changed for r in self.readers(t) if r.partitioning == "none"}
+        return [m for m in self.ordered if m in hourly or m.table in whole]
+
+    def _validate_edge(self, reader: SqlModel, dep: TableId) -> None:
+        kind = self.partitioning(dep)
+        if reader.partitioning == "hourly" and kind == "daily":
+            raise ModelError(f"{reader.path}: an hourly model cannot read the daily table {dep}")
+        if reader.partitioning == "daily" and kind == "hourly" and not self.day_index(dep):
+            raise ModelError(
+                f"{reader.path}: a daily model reads the hourly table {dep}, which has no day_index; "
+                f"declare `day_index: <date column>` in {dep}'s model"
+            )
+        spec = reader.input(dep)
+        if spec.changes_by and not (reader.partitioning == "hourly" and kind == "none"):
+            raise ModelError(
+                f"{reader.path}: changes_by applies to an hourly model reading an unpartitioned one"
+            )

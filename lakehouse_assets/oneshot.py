@@ -1,18 +1,26 @@
-"""Run one DataScan tick now, outside the daemon (for `lakehouse scan`, cron jobs and the demo).
+"""Run the lakehouse's sensors now, outside the daemon (for `lakehouse scan`, cron jobs and the demo).
 
-It evaluates the real sensor against a real Dagster instance, records its dynamic partitions, and
-executes the runs it requests in this process, so the runs show in the Dagster UI like any other.
+It evaluates the real sensors (DataScan, propagate) and the real automation conditions against a
+real Dagster instance, records dynamic partitions, and executes the runs they request in this
+process, so the runs show in the Dagster UI like any other. `catch_up` repeats that until nothing is
+left to do: the state the daemon reaches on its own.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from resources.settings import LakehouseSettings
+
+AUTOMATION_SENSOR = "lakehouse_automation"
+AUTOMATION_CURSOR_KEY = "lakehouse/automation_cursor"
 
 
 @dataclass
@@ -32,10 +40,38 @@ def dagster_instance(settings: LakehouseSettings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_datascan_once(
-    defs: dg.Definitions, instance: dg.DagsterInstance, execute: bool = True, log_level: str = "WARNING"
+def _execute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    *,
+    partition_key: str | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
+    run_config: dict[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    log_level: str = "WARNING",
+) -> bool:
+    job = defs.resolve_job_def(job_name)
+    outcome = job.execute_in_process(
+        instance=instance,
+        partition_key=partition_key,
+        asset_selection=asset_selection,
+        run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}},
+        tags=dict(tags or {}),
+        raise_on_error=False,
+    )
+    return bool(outcome.success)
+
+
+def run_sensor_once(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    name: str = "datascan",
+    execute: bool = True,
+    log_level: str = "WARNING",
 ) -> OneShotResult:
-    sensor = defs.resolve_sensor_def("datascan")
+    """One tick of a lakehouse sensor; its runs are executed here, one after the other."""
+    sensor = defs.resolve_sensor_def(name)
     with dg.build_sensor_context(
         instance=instance, definitions=defs, resources=dict(defs.resources or {})
     ) as context:
@@ -50,19 +86,101 @@ def run_datascan_once(
     succeeded = 0
     if execute:
         for request in runs:
-            assert request.job_name, "DataScan names the job of every run it requests"
-            job = defs.resolve_job_def(request.job_name)
-            outcome = job.execute_in_process(
-                instance=instance,
+            assert request.job_name, "the lakehouse's sensors name the job of every run they request"
+            succeeded += _execute(
+                defs,
+                instance,
+                request.job_name,
                 partition_key=request.partition_key,
                 asset_selection=list(request.asset_selection) if request.asset_selection else None,
-                run_config={
-                    **request.run_config,
-                    "loggers": {"console": {"config": {"log_level": log_level}}},
-                },
+                run_config=dict(request.run_config),
                 tags=request.tags,
-                raise_on_error=False,
+                log_level=log_level,
             )
-            succeeded += int(outcome.success)
     skip = result.skip_reason.skip_message if result.skip_reason else None
     return OneShotResult(requested=len(runs), succeeded=succeeded, skip_reason=skip)
+
+
+def run_datascan_once(
+    defs: dg.Definitions, instance: dg.DagsterInstance, execute: bool = True, log_level: str = "WARNING"
+) -> OneShotResult:
+    return run_sensor_once(defs, instance, "datascan", execute, log_level)
+
+
+def _ranges(keys: list[str]) -> list[tuple[str, str]]:
+    """Consecutive days as (first, last) ranges."""
+    days = sorted(datetime.date.fromisoformat(k) for k in keys)
+    ranges: list[tuple[str, str]] = []
+    for day in days:
+        if ranges and datetime.date.fromisoformat(ranges[-1][1]) + datetime.timedelta(days=1) == day:
+            ranges[-1] = (ranges[-1][0], day.isoformat())
+        else:
+            ranges.append((day.isoformat(), day.isoformat()))
+    return ranges
+
+
+def run_automation_once(
+    defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "WARNING"
+) -> OneShotResult:
+    """Evaluate the automation conditions (with the cursor kept in the instance) and run what they ask.
+
+    Requested days of an asset run as ranges, in one run each (their backfill policy is single-run),
+    as the daemon's automation sensor would launch them."""
+    from dagster._serdes import deserialize_value, serialize_value
+
+    stored = instance.run_storage.get_cursor_values({AUTOMATION_CURSOR_KEY}).get(AUTOMATION_CURSOR_KEY)
+    cursor = deserialize_value(stored) if stored else None
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)  # type: ignore[arg-type]
+    instance.run_storage.set_cursor_values({AUTOMATION_CURSOR_KEY: serialize_value(result.cursor)})
+    requested = succeeded = 0
+    for key in sorted({r.key for r in result.results if r.true_subset.size}, key=str):
+        assert isinstance(key, dg.AssetKey)
+        partitions = [p for p in result.get_requested_partitions(key) if p]
+        job_name = f"{key.path[0]}_daily"
+        for first, last in _ranges(partitions):
+            requested += 1
+            succeeded += _execute(
+                defs,
+                instance,
+                job_name,
+                asset_selection=[key],
+                tags={
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                    "lakehouse/automation": "true",
+                },
+                log_level=log_level,
+            )
+    return OneShotResult(requested=requested, succeeded=succeeded, skip_reason=None)
+
+
+@dataclass
+class CatchUpResult:
+    rounds: int
+    requested: int
+    succeeded: int
+
+    @property
+    def failed(self) -> int:
+        return self.requested - self.succeeded
+
+
+def catch_up(
+    defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "WARNING", max_rounds: int = 20
+) -> CatchUpResult:
+    """DataScan, propagate and automation, again and again until no run is requested."""
+    names = {s.name for s in defs.sensors or []}
+    total = CatchUpResult(0, 0, 0)
+    for _ in range(max_rounds):
+        total.rounds += 1
+        results = [run_sensor_once(defs, instance, "datascan", log_level=log_level)]
+        if "propagate" in names:
+            results.append(run_sensor_once(defs, instance, "propagate", log_level=log_level))
+        if AUTOMATION_SENSOR in names:
+            results.append(run_automation_once(defs, instance, log_level=log_level))
+        requested = sum(r.requested for r in results)
+        total.requested += requested
+        total.succeeded += sum(r.succeeded for r in results)
+        if not requested:
+            break
+    return total

@@ -60,6 +60,42 @@ conflicts_t = sa.Table(
     sa.Column("first_seen", sa.DateTime, nullable=False),
 )
 
+stale_t = sa.Table(
+    "lakehouse_stale",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("table_name", sa.String(255), primary_key=True),
+    sa.Column("partition_key", sa.String(32), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+"""Partitions of model tables whose inputs changed: the propagate sensor rebuilds them.
+partition_key is '' for an unpartitioned table. version grows with every change, so a rebuild that
+started before the latest change does not clear it."""
+
+partition_days_t = sa.Table(
+    "lakehouse_partition_days",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("table_name", sa.String(255), primary_key=True),
+    sa.Column("partition_key", sa.String(32), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Index("ix_lakehouse_partition_days_day", "namespace", "table_name", "day"),
+)
+"""Which days (of a model's day_index column) each hourly partition holds: how a daily model finds
+its input hours without scanning history, and which days a rewritten hour changes."""
+
+
+@dataclass(frozen=True)
+class StaleEntry:
+    namespace: str
+    table_name: str
+    partition_key: str
+    version: int
+    reason: str | None
+
 
 def arrow_schema(table: sa.Table) -> pa.Schema:
     """The Arrow schema of a bookkeeping table, from its SQLAlchemy columns (one declaration)."""
@@ -229,3 +265,115 @@ class CatalogDB:
             query = query.where(files_t.c.status == status)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    # --- stale partitions (late data propagation) -------------------------------------------
+    def mark_stale(self, namespace: str, table: str, keys: Iterable[str], reason: str) -> None:
+        """Bump the version of each (table, partition key); one transaction."""
+        keys = sorted(set(keys))
+        if not keys:
+            return
+        now = _now()
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        statement = insert(stale_t)
+        statement = statement.on_conflict_do_update(
+            index_elements=[stale_t.c.namespace, stale_t.c.table_name, stale_t.c.partition_key],
+            set_={"version": stale_t.c.version + 1, "reason": statement.excluded.reason, "updated_at": now},
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                statement,
+                [
+                    {
+                        "namespace": namespace,
+                        "table_name": table,
+                        "partition_key": key,
+                        "version": 1,
+                        "reason": reason,
+                        "updated_at": now,
+                    }
+                    for key in keys
+                ],
+            )
+
+    def stale_entries(self, namespace: str | None = None) -> list[StaleEntry]:
+        query = sa.select(stale_t).order_by(
+            stale_t.c.namespace, stale_t.c.partition_key, stale_t.c.table_name
+        )
+        if namespace:
+            query = query.where(stale_t.c.namespace == namespace)
+        with self.engine.connect() as conn:
+            return [
+                StaleEntry(r.namespace, r.table_name, r.partition_key, r.version, r.reason)
+                for r in conn.execute(query)
+            ]
+
+    def stale_version(self, namespace: str, table: str, key: str) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(stale_t.c.version).where(
+                    stale_t.c.namespace == namespace,
+                    stale_t.c.table_name == table,
+                    stale_t.c.partition_key == key,
+                )
+            ).scalar()
+
+    def clear_stale(self, namespace: str, table: str, key: str, up_to_version: int | None) -> None:
+        """Forget the entry unless it changed again after `up_to_version` was read."""
+        if up_to_version is None:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.delete(stale_t).where(
+                    stale_t.c.namespace == namespace,
+                    stale_t.c.table_name == table,
+                    stale_t.c.partition_key == key,
+                    stale_t.c.version <= up_to_version,
+                )
+            )
+
+    # --- day index ----------------------------------------------------------------------------
+    def replace_partition_days(
+        self, namespace: str, table: str, partition_key: str, days: dict[str, int]
+    ) -> dict[str, int]:
+        """Record the days the partition now holds; returns the days it held before."""
+        where = (
+            (partition_days_t.c.namespace == namespace)
+            & (partition_days_t.c.table_name == table)
+            & (partition_days_t.c.partition_key == partition_key)
+        )
+        with self.engine.begin() as conn:
+            before = dict(
+                conn.execute(sa.select(partition_days_t.c.day, partition_days_t.c.rows).where(where))
+                .tuples()
+                .all()
+            )
+            conn.execute(sa.delete(partition_days_t).where(where))
+            if days:
+                conn.execute(
+                    sa.insert(partition_days_t),
+                    [
+                        {"namespace": namespace, "table_name": table, "partition_key": partition_key}
+                        | {"day": day, "rows": rows}
+                        for day, rows in sorted(days.items())
+                    ],
+                )
+        return before
+
+    def partitions_holding_days(self, namespace: str, table: str, days: Iterable[str]) -> list[str]:
+        """Partition keys of `table` that hold rows of any of these days (an indexed lookup)."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(partition_days_t.c.partition_key)
+                    .distinct()
+                    .where(
+                        partition_days_t.c.namespace == namespace,
+                        partition_days_t.c.table_name == table,
+                        partition_days_t.c.day.in_(sorted(set(days))),
+                    )
+                    .order_by(partition_days_t.c.partition_key)
+                ).scalars()
+            )

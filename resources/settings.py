@@ -3,6 +3,7 @@
 Names (keep them, users depend on them):
     LAKEHOUSE_HOME, LAKEHOUSE_LANDING_URI, LAKEHOUSE_WAREHOUSE_URI, LAKEHOUSE_CATALOG_URI,
     LAKEHOUSE_TABLE_FORMAT, LAKEHOUSE_SCAN_INTERVAL_SECONDS, LAKEHOUSE_DISTANCE_METHOD,
+    LAKEHOUSE_TIMEZONE, LAKEHOUSE_DAILY_START_DATE,
     AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
 """
 
@@ -79,6 +80,10 @@ class LakehouseSettings:
     """How often the DataScan sensor runs. Env: LAKEHOUSE_SCAN_INTERVAL_SECONDS."""
     distance_method: DistanceMethod = "haversine"
     """How ADS mileage is computed between consecutive points. Env: LAKEHOUSE_DISTANCE_METHOD."""
+    timezone: str = "UTC"
+    """IANA zone in which epoch timestamps become local times and dates (game events). Env: LAKEHOUSE_TIMEZONE."""
+    daily_start_date: str = "2020-01-01"
+    """First day of the daily (event-date) partitions. Env: LAKEHOUSE_DAILY_START_DATE."""
     s3: S3Credentials = field(default_factory=S3Credentials)
     """Credentials for s3:// locations."""
 
@@ -104,6 +109,24 @@ class LakehouseSettings:
         if interval < 1:
             raise ConfigError(f"LAKEHOUSE_SCAN_INTERVAL_SECONDS must be at least 1, got {interval}")
         catalog = env.get("LAKEHOUSE_CATALOG_URI") or f"sqlite:///{home}/catalog.db"
+        timezone = env.get("LAKEHOUSE_TIMEZONE") or "UTC"
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(timezone)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            raise ConfigError(
+                f"LAKEHOUSE_TIMEZONE must be an IANA time zone such as UTC or Asia/Shanghai, got {timezone!r}"
+            ) from None
+        start = env.get("LAKEHOUSE_DAILY_START_DATE") or "2020-01-01"
+        try:
+            import datetime
+
+            start = datetime.date.fromisoformat(start).isoformat()
+        except ValueError:
+            raise ConfigError(
+                f"LAKEHOUSE_DAILY_START_DATE must be a date YYYY-MM-DD, got {start!r}"
+            ) from None
         return cls(
             home=home,
             landing_uri=_as_uri(env.get("LAKEHOUSE_LANDING_URI") or f"{home}/landing"),
@@ -112,6 +135,8 @@ class LakehouseSettings:
             table_format=table_format,  # type: ignore[arg-type]
             scan_interval_seconds=interval,
             distance_method=method,  # type: ignore[arg-type]
+            timezone=timezone,
+            daily_start_date=start,
             s3=S3Credentials.from_env(env),
         )
 

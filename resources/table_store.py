@@ -11,7 +11,7 @@ import contextlib
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,8 @@ DELTA_S3_OPTIONS = {
     "region": "AWS_REGION",
 }
 
+ICEBERG_SNAPSHOTS_KEPT = 32
+"""Snapshots an Iceberg table keeps for time travel (expired in batches, see _expire_snapshots)."""
 ICEBERG_FILE_ROWS = 500_000
 """Rows gathered before pyiceberg writes them out as one append (bounds memory and file count)."""
 
@@ -189,6 +191,10 @@ class TableStore(ABC):
         """A lazy Arrow dataset over the table's current snapshot, optionally one partition only."""
 
     @abstractmethod
+    def dataset_of(self, table: TableId, partitions: Sequence[Mapping[str, str]]) -> pads.Dataset:
+        """A lazy Arrow dataset over exactly these partitions of the current snapshot (none: empty)."""
+
+    @abstractmethod
     def version(self, table: TableId) -> str | None:
         """The current snapshot id / version, or None for a table without data."""
 
@@ -333,10 +339,34 @@ class IcebergTableStore(TableStore):
                     pending, size = [], 0
             if size:
                 tx.append(pa.concat_tables(pending))
+        self._expire_snapshots(table)
 
-    def _file_paths(self, table: TableId, partition: Mapping[str, str] | None) -> tuple[Any, list[str]]:
+    def _expire_snapshots(self, table: TableId) -> None:
+        """Keep the table's metadata bounded: past 2 x ICEBERG_SNAPSHOTS_KEPT snapshots, expire the oldest.
+
+        Every commit copies and rewrites the metadata, so without this each write of a long-lived
+        table would cost more than the one before. Data files of expired snapshots stay on disk."""
         loaded = self._load(table)
-        condition = _iceberg_filter(partition)
+        snapshots = sorted(loaded.metadata.snapshots, key=lambda s: s.timestamp_ms)
+        if len(snapshots) <= 2 * ICEBERG_SNAPSHOTS_KEPT:
+            return
+        current = loaded.current_snapshot()
+        old = [
+            s.snapshot_id
+            for s in snapshots[:-ICEBERG_SNAPSHOTS_KEPT]
+            if current is None or s.snapshot_id != current.snapshot_id
+        ]
+        try:
+            loaded.maintenance.expire_snapshots().by_ids(old).commit()
+        except Exception as exc:  # best effort: a concurrent commit wins, the next write expires
+            if not _is_commit_conflict(exc):
+                raise
+
+    def _file_paths(
+        self, table: TableId, partition: Mapping[str, str] | None, condition: Any = None
+    ) -> tuple[Any, list[str]]:
+        loaded = self._load(table)
+        condition = _iceberg_filter(partition) if condition is None else condition
         tasks = list(loaded.scan(row_filter=condition).plan_files())
         if any(t.delete_files for t in tasks):
             raise NotImplementedError(f"{table}: merge-on-read delete files are not supported yet")
@@ -347,6 +377,21 @@ class IcebergTableStore(TableStore):
 
         loaded, paths = self._file_paths(table, partition)
         schema = normalize_schema(loaded.schema().as_arrow())
+        filesystem, paths = _arrow_paths(paths, self.settings)
+        return pads.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
+
+    def dataset_of(self, table: TableId, partitions: Sequence[Mapping[str, str]]) -> pads.Dataset:
+        import pyarrow.dataset as pads
+        from pyiceberg.expressions import AlwaysFalse, Or
+
+        condition: Any = AlwaysFalse()
+        for partition in partitions:
+            condition = Or(condition, _iceberg_filter(partition))
+        # One scan plan for all of them: the manifests are read once, pruned by partition bounds.
+        loaded, paths = self._file_paths(table, None, condition)
+        schema = normalize_schema(loaded.schema().as_arrow())
+        if not partitions or not paths:
+            return pads.dataset(schema.empty_table())
         filesystem, paths = _arrow_paths(paths, self.settings)
         return pads.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
 
@@ -450,6 +495,21 @@ class DeltaTableStore(TableStore):
         ds = self._table(table).to_pyarrow_dataset(partitions=filters)
         schema = normalize_schema(ds.schema)
         return ds if ds.schema.equals(schema) else ds.replace_schema(schema)
+
+    def dataset_of(self, table: TableId, partitions: Sequence[Mapping[str, str]]) -> pads.Dataset:
+        import pyarrow.dataset as pads
+
+        delta = self._table(table)
+        parts = [
+            delta.to_pyarrow_dataset(partitions=[(c, "=", v) for c, v in p.items()] or None)
+            for p in partitions
+        ]
+        full = delta.to_pyarrow_dataset() if not parts else parts[0]
+        schema = normalize_schema(full.schema)
+        if not parts:
+            return pads.dataset(schema.empty_table())
+        parts = [d if d.schema.equals(schema) else d.replace_schema(schema) for d in parts]
+        return parts[0] if len(parts) == 1 else pads.dataset(parts)
 
     def version(self, table: TableId) -> str | None:
         return str(self._table(table).version())

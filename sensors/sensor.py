@@ -6,6 +6,7 @@ Run keys are derived from the pending files' fingerprints, so a tick never launc
 twice, and all state lives in the catalog database, so a daemon restart neither misses nor repeats.
 """
 
+import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,16 +17,27 @@ from resources.table_store import TableId
 from sensors.datascan import scan
 
 DATASCAN_TAG = "lakehouse/datascan"
+WRITER_TAG = "lakehouse/writer"
+"""On every run a lakehouse sensor launches: DataScan loads and propagate rebuilds."""
 NAMESPACE_TAG = "lakehouse/namespace"
 PARTITION_TAG = "lakehouse/partition"
 
 
 def partitions_in_progress(instance: dg.DagsterInstance) -> set[tuple[str, str]]:
-    """(namespace, partition key) of every DataScan load that is queued or running."""
+    """(namespace, partition key) of every sensor-launched load or rebuild that is queued or running."""
     status = dg.DagsterRunStatus
     pending = [status.NOT_STARTED, status.QUEUED, status.STARTING, status.STARTED, status.CANCELING]
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={DATASCAN_TAG: "true"}, statuses=pending))
-    return {(r.tags.get(NAMESPACE_TAG, ""), r.tags.get(PARTITION_TAG, "")) for r in runs}
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={WRITER_TAG: "true"}, statuses=pending))
+    busy: set[tuple[str, str]] = set()
+    for run in runs:
+        namespace, key = run.tags.get(NAMESPACE_TAG, ""), run.tags.get(PARTITION_TAG, "")
+        if "..." in key:  # a range of days
+            first, last = (datetime.date.fromisoformat(k) for k in key.split("..."))
+            days = (first + datetime.timedelta(days=i) for i in range((last - first).days + 1))
+            busy |= {(namespace, day.isoformat()) for day in days}
+        else:
+            busy.add((namespace, key))
+    return busy
 
 
 def pipeline_job_name(namespace: str) -> str:
@@ -75,7 +87,7 @@ def build_datascan_sensor(
                 # so two loads of one partition never race (the next tick picks them up).
                 waiting += 1
                 continue
-            tags = {DATASCAN_TAG: "true", NAMESPACE_TAG: namespace, PARTITION_TAG: key}
+            tags = {DATASCAN_TAG: "true", WRITER_TAG: "true", NAMESPACE_TAG: namespace, PARTITION_TAG: key}
             run_key = result.run_key(namespace, key)
             selected: list[dg.AssetKey] = []
             for change in changes:

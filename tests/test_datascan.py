@@ -265,6 +265,7 @@ def test_a_partition_with_a_load_in_progress_waits_for_it(pipeline: Pipeline) ->
         status=dg.DagsterRunStatus.STARTED,
         tags={
             "lakehouse/datascan": "true",
+            "lakehouse/writer": "true",
             "lakehouse/namespace": "iov",
             "lakehouse/partition": "2025-09-17-23",
         },

@@ -149,7 +149,8 @@ def test_rerun_gives_bit_identical_results_and_no_duplicates(pipeline: Pipeline)
     pipeline.scan()
     before = pipeline.sql("select * from iov.ads_vehicle_hourly_stat order by vin")
     for model in load_models():
-        run_model(pipeline.lh, model, "2025-09-17-23")
+        if model.table.namespace == "iov":
+            run_model(pipeline.lh, model, "2025-09-17-23")
     after = pipeline.sql("select * from iov.ads_vehicle_hourly_stat order by vin")
     assert after == before  # exact equality, floats included
     assert pipeline.sql("select count(*) as n from iov.dwd_vehicle_gps")[0]["n"] == len(rows)

@@ -1,0 +1,28 @@
+/* ---
+description: >
+  Device distribution per day: distinct users per event_date and device type (NULL -> 'unknown'),
+  share = round(users / dau of that date, 4).
+partitions: daily
+columns:
+  device_type: string
+  users:       bigint
+  share:       double
+checks:
+  - unique: [device_type]
+  - accepted_range: {column: share, min: 0, max: 1}
+--- */
+
+with e as (
+    select user_id, coalesce(device_type, 'unknown') as device_type
+    from dwd_user_event
+    where event_date = cast($dt as date)
+),
+total as (
+    select count(distinct user_id) as dau from e
+)
+select
+    e.device_type,
+    count(distinct e.user_id) as users,
+    round(count(distinct e.user_id) / total.dau, 4) as share
+from e, total
+group by e.device_type, total.dau

@@ -1,0 +1,43 @@
+/* ---
+description: >
+  Daily GMV and paying users, for every date with any event: gmv = sum of amount over purchase events
+  (0.0 if none), paying_users = distinct users with a purchase of amount > 0, orders = purchase events
+  with amount > 0, arppu = round(gmv / paying_users, 2), NULL without paying users. Amounts are summed
+  in ascending order, so the result does not depend on file order.
+partitions: daily
+columns:
+  gmv:          double
+  paying_users: bigint
+  orders:       bigint
+  arppu:        double
+checks:
+  - sql:
+      name: gmv_reconciles_with_dwd
+      description: the day's GMV equals the sum of purchase amounts in dwd_user_event
+      query: >
+        select count(*) from (select coalesce(sum(gmv), 0) as gmv from this) as t,
+          (select coalesce(sum(amount), 0) as amount from dwd_user_event
+           where event_date = cast($dt as date) and event_type = 'purchase') as d
+        where abs(t.gmv - d.amount) > 1e-6 * greatest(1, abs(d.amount))
+--- */
+
+with e as (
+    select user_id, event_type, amount
+    from dwd_user_event
+    where event_date = cast($dt as date)
+),
+agg as (
+    select
+        count(*) as events,
+        coalesce(sum(amount order by amount) filter (where event_type = 'purchase'), 0.0) as gmv,
+        count(distinct user_id) filter (where event_type = 'purchase' and amount > 0) as paying_users,
+        count(*) filter (where event_type = 'purchase' and amount > 0) as orders
+    from e
+)
+select
+    gmv,
+    paying_users,
+    orders,
+    case when paying_users > 0 then round(gmv / paying_users, 2) end as arppu
+from agg
+where events > 0
