@@ -257,6 +257,10 @@ class LakehouseResource(dg.ConfigurableResource):
     """Overrides LAKEHOUSE_TABLE_FORMAT (iceberg | delta)."""
     distance_method: str | None = None
     """Overrides LAKEHOUSE_DISTANCE_METHOD (haversine | planar)."""
+    timezone: str | None = None
+    """Overrides LAKEHOUSE_TIMEZONE (IANA zone of event times)."""
+    daily_start_date: str | None = None
+    """Overrides LAKEHOUSE_DAILY_START_DATE."""
 
     def settings(self) -> LakehouseSettings:
         import os
@@ -269,6 +273,8 @@ class LakehouseResource(dg.ConfigurableResource):
             "LAKEHOUSE_CATALOG_URI": self.catalog_uri,
             "LAKEHOUSE_TABLE_FORMAT": self.table_format,
             "LAKEHOUSE_DISTANCE_METHOD": self.distance_method,
+            "LAKEHOUSE_TIMEZONE": self.timezone,
+            "LAKEHOUSE_DAILY_START_DATE": self.daily_start_date,
         }
         env.update({name: value for name, value in overrides.items() if value})
         return LakehouseSettings.from_env(env)  # the same validation as the environment gets
@@ -285,4 +291,6 @@ class LakehouseResource(dg.ConfigurableResource):
             catalog_uri=settings.catalog_uri,
             table_format=settings.table_format,
             distance_method=settings.distance_method,
+            timezone=settings.timezone,
+            daily_start_date=settings.daily_start_date,
         )
