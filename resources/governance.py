@@ -183,6 +183,13 @@ class GovernanceDB:
         hold are refused. A role alone (no user) is the owner acting as that role."""
         if user is None and role is None:
             return Principal()
+        # A blank name is a mistake (or a request field left empty), never the owner: fail closed.
+        if role is not None and not role.strip():
+            raise PermissionDenied(
+                "an empty role name is not a role (omit the role to use all of the user's)"
+            )
+        if user is not None and not user_key(user):
+            raise PermissionDenied(f"user {user!r} is not a user name")
         with self.engine.connect() as conn:
             role_key = role.strip().lower() if role else None
             if (
@@ -236,21 +243,28 @@ class GovernanceDB:
         query = (
             sa.select(bindings_t.c.column_name, policies_t)
             .join(policies_t, policies_t.c.name == bindings_t.c.policy)
-            .where(bindings_t.c.namespace == table.namespace, bindings_t.c.table_name == table.name)
+            # Case-insensitive, like SQL names: a table re-created under another spelling keeps its masks.
+            .where(
+                sa.func.lower(bindings_t.c.namespace) == table.namespace.lower(),
+                sa.func.lower(bindings_t.c.table_name) == table.name.lower(),
+            )
             .order_by(bindings_t.c.column_name, policies_t.c.name)
         )
         masks: dict[str, Mask] = {}
+        seen: dict[str, Mask] = {}  # by lower-case column name: `vin` and `VIN` are one SQL column
         for row in conn.execute(query):
             if not roles & set(json.loads(row.roles)):
                 continue
             mask = Mask(row.name, row.function, tuple(json.loads(row.args)))
-            previous = masks.get(row.column_name)
+            previous = seen.get(row.column_name.lower())
             if previous and (previous.function, previous.args) != (mask.function, mask.args):
                 raise PermissionDenied(
                     f"column {table}.{row.column_name} has two masking policies for roles "
                     f"{', '.join(sorted(roles))} ({previous.policy}, {mask.policy}); choose one role with --role"
                 )
-            masks.setdefault(row.column_name, mask)
+            if previous is None:
+                seen[row.column_name.lower()] = mask
+                masks[row.column_name] = mask
         return masks
 
     def authorize(self, principal: Principal, tables: Iterable[TableId]) -> dict[TableId, dict[str, Mask]]:

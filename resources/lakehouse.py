@@ -173,23 +173,29 @@ class Lakehouse:
         columns: list[str] | None = None,
         partition: dict[str, str] | None = None,
     ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-        """The table's current snapshot as record batches with the masked columns masked."""
+        """The table's current snapshot as record batches with the masked columns masked.
+
+        A partition filter on a masked column is refused: it would select rows by the raw values
+        (an oracle for them) before any masking."""
         import pyarrow as pa
 
-        from resources.masking import mask_table, result_type
+        from resources.governance import PermissionDenied
+        from resources.masking import lookup, mask_table, result_type
 
+        for key in partition or {}:
+            if lookup(masks, key) is not None:
+                raise PermissionDenied(f"{ident}: cannot filter by masked column {key!r}")
         dataset = self.tables.dataset(ident, partition)
         names = columns if columns is not None else dataset.schema.names
         spec = {c: (m.function, m.args) for c, m in masks.items()}
         salt = self._salt(masks)
-        schema = pa.schema(
-            [
-                dataset.schema.field(n).with_type(result_type(spec[n][0], dataset.schema.field(n).type))
-                if n in spec
-                else dataset.schema.field(n)
-                for n in names
-            ]
-        )
+
+        def field(n: str) -> pa.Field:
+            found = lookup(spec, n)
+            plain = dataset.schema.field(n)
+            return plain if found is None else plain.with_type(result_type(found[0], plain.type))
+
+        schema = pa.schema([field(n) for n in names])
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in dataset.to_batches(columns=names):

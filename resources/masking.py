@@ -110,8 +110,10 @@ def validate(name: str, args: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
         if unit not in DATE_UNITS:
             raise MaskingError(f"MASKED_DATE_ROUND unit must be one of {DATE_UNITS}, got {args[0]!r}")
         args = (unit,)
-    if fn.name == "MASKED_NUMBER_ROUND" and not isinstance(args[0], int):
-        raise MaskingError(f"MASKED_NUMBER_ROUND(digits) needs a whole number, got {args[0]!r}")
+    if fn.name == "MASKED_NUMBER_ROUND" and not (isinstance(args[0], int) and -38 <= args[0] <= 38):
+        raise MaskingError(
+            f"MASKED_NUMBER_ROUND(digits) needs a whole number from -38 to 38, got {args[0]!r}"
+        )
     return fn.name, tuple(args)
 
 
@@ -254,16 +256,30 @@ def mask_array(
     return pa.chunked_array(chunks, type=out_type)
 
 
+def lookup(masks: Mapping[str, Any], column: str) -> Any:
+    """The mask of a column, its name matched case-insensitively (SQL names are: a table re-created
+    or evolved with `VIN` instead of `vin` must not shed the mask bound to `vin`); None if unmasked."""
+    wanted = column.lower()
+    for name, mask in masks.items():
+        if name.lower() == wanted:
+            return mask
+    return None
+
+
 def mask_table(
     table: pa.Table, masks: Mapping[str, tuple[str, Sequence[Any]]], salt: bytes | None
 ) -> pa.Table:
-    """Replace each masked column (name -> (function, args)) by its masked values; others untouched."""
-    for column, (name, args) in masks.items():
-        index = table.schema.get_field_index(column)
-        if index < 0:
-            continue  # not selected: nothing to mask
+    """Replace each masked column (name -> (function, args)) by its masked values; others untouched.
+
+    Every field is looked at by position, so a column selected twice, or spelled in another case
+    than the binding, is masked too."""
+    for index, field in enumerate(table.schema):
+        found = lookup(masks, field.name)
+        if found is None:
+            continue
+        name, args = found
         masked = mask_array(table.column(index), name, args, salt)
-        table = table.set_column(index, table.schema.field(index).with_type(masked.type), masked)
+        table = table.set_column(index, field.with_type(masked.type), masked)
     return table
 
 

@@ -213,7 +213,11 @@ def parse_statement(line: int, text: str) -> Statement:
     elif cur.accept("DROP", "ROLE"):
         st.action, st.args = "drop_role", {"role": cur.name("role name").lower()}
     elif cur.accept("ADD", "USER"):
-        st.action, st.args = "add_user", {"user": cur.name("user name", USER_NAME)}
+        user = cur.name("user name", USER_NAME)
+        if not g.user_key(user) or g.user_key(user) == g.OWNER:
+            # '' would be everyone's fallback key; 'owner' is how the audit names the project owner
+            raise ValueError(f"user name {user!r} is reserved")
+        st.action, st.args = "add_user", {"user": user}
     elif cur.accept("REMOVE", "USER"):
         st.action, st.args = "remove_user", {"user": cur.name("user name", USER_NAME)}
     elif cur.peek("GRANT") or cur.peek("REVOKE"):

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from resources.table_store import TableId
@@ -22,10 +23,43 @@ if TYPE_CHECKING:
 
 MANIFEST = "_manifest.json"
 ROWS_PER_FILE = 1_000_000
+SHARE_FILE = re.compile(r"^(part-\d{5}\.parquet|_manifest\.json)$")
 
 
 class ShareError(ValueError):
     """The export cannot be written where asked (for example, the target already holds files)."""
+
+
+def _protected_locations(lakehouse: Lakehouse) -> list[str]:
+    """Where the lakehouse keeps its own state: a share may not be written into, over or around them."""
+    from pathlib import Path
+
+    settings = lakehouse.settings
+    places = [settings.home, settings.landing_uri, settings.warehouse_uri]
+    if settings.catalog_uri.startswith("sqlite:///"):
+        places.append(str(Path(settings.catalog_uri.removeprefix("sqlite:///")).resolve().parent))
+    return places
+
+
+def check_target(lakehouse: Lakehouse, uri: str) -> None:
+    """Refuse a target that is, holds or lies inside the lakehouse's home, landing zone, warehouse or
+    catalog folder: `--overwrite` would delete tables, landed files or the catalog (and the salt),
+    and masked files in the landing zone would be loaded back as data."""
+
+    def norm(location: str) -> str:
+        return location.rstrip("/") or "/"
+
+    target = norm(uri)
+    for place in _protected_locations(lakehouse):
+        place = norm(place)
+        if (
+            target == place
+            or target.startswith(place.rstrip("/") + "/")
+            or place.startswith(target.rstrip("/") + "/")
+        ):
+            raise ShareError(
+                f"{uri} overlaps the lakehouse's own storage ({place}); export somewhere outside it"
+            )
 
 
 def export_share(
@@ -42,6 +76,7 @@ def export_share(
     import pyarrow.parquet as pq
 
     from resources.governance import Mask, PermissionDenied
+    from resources.masking import lookup
     from resources.object_store import open_object_store
     from resources.settings import _as_uri
 
@@ -53,11 +88,19 @@ def export_share(
     masks: dict[TableId, dict[str, Mask]] = {}
     try:
         masks = gov.authorize(principal, [ident])
-        store = open_object_store(_as_uri(target), lakehouse.settings.s3)
+        uri = _as_uri(target)
+        check_target(lakehouse, uri)
+        store = open_object_store(uri, lakehouse.settings.s3)
         existing = [info.path for info in store.walk()]
         if existing and not overwrite:
             raise ShareError(
                 f"{target} already holds {len(existing)} file(s); choose an empty target or --overwrite"
+            )
+        foreign = [path for path in existing if not SHARE_FILE.match(path)]
+        if foreign:
+            raise ShareError(
+                f"{target} holds {len(foreign)} file(s) that are not a share's (e.g. {foreign[0]}); "
+                "--overwrite only replaces a previous share"
             )
         for path in existing:
             store.remove(path)
@@ -92,7 +135,8 @@ def export_share(
                 flush()
         if pending_rows or not files:
             flush()  # an empty table still gets one (empty) file with the schema
-        table_masks = masks[ident]
+        table_masks = {f.name: lookup(masks[ident], f.name) for f in schema}
+        table_masks = {name: mask for name, mask in table_masks.items() if mask is not None}
         manifest = {
             "format": "lakehouse-share/1",
             "table": str(ident),
