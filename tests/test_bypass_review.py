@@ -511,3 +511,32 @@ def test_cli_refuses_a_blank_role_and_a_share_into_the_warehouse(governed: Lakeh
     )
     assert into.exit_code != 0 and "overlaps the lakehouse's own storage" in into.stderr
     assert governed.sql(f"select count(*) as n from {ADS}").to_pylist() == [{"n": len(VINS)}]
+
+
+# --- the project option ------------------------------------------------------------------------
+
+PROJECTS = {
+    "lakehouse": ("select * from audit", "system tables are the owner's"),
+    "system": ("select * from duckdb_settings", "no CreateInstance on project system"),
+    "main": ("select * from __source_0", "no CreateInstance on project main"),
+    "temp": ("select * from ads_vehicle_hourly_stat", "no CreateInstance on project temp"),
+    "information_schema": ("select * from tables", "no CreateInstance on project information_schema"),
+    "pg_catalog": ("select * from pg_settings", "no CreateInstance on project pg_catalog"),
+    "iov\"; attach 'x": ("select * from ads_vehicle_hourly_stat", 'no CreateInstance on project iov"'),
+}
+
+
+@pytest.mark.parametrize("project", list(PROJECTS))
+def test_the_project_option_reaches_no_other_schema(governed: Lakehouse, project: str) -> None:
+    query, fragment = PROJECTS[project]
+    with pytest.raises(PermissionDenied) as info:
+        governed.sql(query, user=ALICE, project=project)
+    assert fragment in str(info.value)
+
+
+def test_the_project_option_in_another_case_and_the_owner_previewing_a_role(governed: Lakehouse) -> None:
+    query = "select distinct vin from ads_vehicle_hourly_stat order by vin"
+    rows = governed.sql(query, user=ALICE, project="IOV").to_pylist()
+    assert [r["vin"] for r in rows] == sorted(MASKED.values())
+    preview = governed.sql(query, role="thirdparty", project="iov").to_pylist()
+    assert [r["vin"] for r in preview] == sorted(MASKED.values())
