@@ -9,7 +9,7 @@ import dagster as dg
 from lakehouse_assets.models import ModelGraph, SqlModel, arrow_type
 from lakehouse_assets.ods import IngestReport, ingest_partition
 from lakehouse_assets.propagate import propagate
-from lakehouse_assets.transform import run_model
+from lakehouse_assets.transform import run_model, run_models
 from resources.governance import masking_metadata
 from resources.lakehouse import LakehouseResource
 from resources.table_store import TableId
@@ -200,8 +200,12 @@ def build_model_asset(
         outcomes: dict[str, list[tuple[str | None, Any]]] = {}
         per_partition: dict[str, Any] = {}
         metadata: dict[str, Any] = {}
-        for partition_key in keys:
-            run = run_model(lh, model, partition_key, graph)
+        runs = (
+            run_models(lh, model, [k for k in keys if k], graph)
+            if daily
+            else [run_model(lh, model, keys[0], graph)]
+        )
+        for partition_key, run in zip(keys, runs, strict=True):
             marked = propagate(
                 lh,
                 graph,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -62,6 +62,12 @@ def _binary(table: pa.Table, keep: tuple[str, ...] = ("user_id",)) -> pa.Table:
     )
 
 
+def _strings(values: Any) -> Any:
+    import polars as pl
+
+    return pl.Series([None if v is None else str(v) for v in values], dtype=pl.String)
+
+
 def profiles(users: int, first_day: dt.date, seed: int, duplicates: float = 0.03) -> pa.Table:
     """One profile per user, plus older duplicate rows for some users (dedup keeps the latest login)."""
     import numpy as np
@@ -73,9 +79,11 @@ def profiles(users: int, first_day: dt.date, seed: int, duplicates: float = 0.03
     all_ids = np.concatenate([ids, dup])
     n = len(all_ids)
     login_offset = np.concatenate([rng.integers(0, 30, users), rng.integers(31, 400, len(dup))])
-    login = [(first_day - dt.timedelta(days=int(o))).isoformat() for o in login_offset]
     # Some duplicates have no login date at all (they sort last).
-    login = [None if i >= users and rng.random() < 0.3 else v for i, v in enumerate(login)]
+    login = [
+        None if i >= users and rng.random() < 0.3 else (first_day - dt.timedelta(days=int(o))).isoformat()
+        for i, o in enumerate(login_offset)
+    ]
     location = rng.choice(LOCATIONS, n).astype(object)
     location[rng.random(n) < 0.03] = ""
     device = rng.choice(DEVICES, n).astype(object)
@@ -87,9 +95,9 @@ def profiles(users: int, first_day: dt.date, seed: int, duplicates: float = 0.03
             "user_id": all_ids,
             "gender": rng.choice(["male", "female", "other"], n),
             "os_version": rng.choice(["iOS 17", "Android 14", "Windows 11"], n),
-            "current_level": pl.Series(level, dtype=pl.String),
-            "device_type": pl.Series(device, dtype=pl.String),
-            "last_login_date": pl.Series(login, dtype=pl.String),
+            "current_level": _strings(level),
+            "device_type": _strings(device),
+            "last_login_date": _strings(login),
             "favorite_game_mode": rng.choice(["ranked", "casual", "coop"], n),
             "language_preference": rng.choice(["zh-CN", "en-US"], n),
             "active_time": rng.choice(["morning", "afternoon", "evening", "night"], n),
@@ -98,7 +106,7 @@ def profiles(users: int, first_day: dt.date, seed: int, duplicates: float = 0.03
             ],
             "total_deaths": rng.integers(0, 5000, n).astype(str),
             "game_hours": np.round(rng.random(n) * 2000, 1).astype(str),
-            "location": pl.Series(location, dtype=pl.String),
+            "location": _strings(location),
             "play_frequency": rng.choice(["daily", "weekly", "monthly"], n),
         }
     )
@@ -112,6 +120,7 @@ def events(
     seed: int,
     *,
     late_fraction: float = 0.01,
+    late_days: int = 10,
     bad_fraction: float = 0.005,
     hours: int = 1,
 ) -> pa.Table:
@@ -125,8 +134,8 @@ def events(
     user_id = rng.choice(active, count).astype(np.int64)
     base = int(hour_start.replace(tzinfo=dt.UTC).timestamp())
     seconds = base + rng.integers(0, 3600 * hours, count)
-    late = rng.random(count) < late_fraction  # events of 1..10 days ago, arriving now
-    seconds = np.where(late, seconds - rng.integers(1, 11, count) * 86400, seconds)
+    late = rng.random(count) < late_fraction  # events of 1..late_days days ago, arriving now
+    seconds = np.where(late, seconds - rng.integers(1, late_days + 1, count) * 86400, seconds)
     millis = seconds * 1000 + rng.integers(0, 1000, count)
     fmt = rng.choice(4, count, p=[0.4, 0.3, 0.25, 0.05])
     frame = pl.DataFrame({"s": seconds, "ms": millis, "fmt": fmt})
@@ -167,9 +176,9 @@ def events(
         {
             "user_id": user_id,
             "event_type": event_type,
-            "timestamp": pl.Series(timestamp, dtype=pl.String),
-            "event_details": pl.Series(details, dtype=pl.String),
-            "location": pl.Series(location, dtype=pl.String),
+            "timestamp": _strings(timestamp),
+            "event_details": _strings(details),
+            "location": _strings(location),
         }
     ).to_arrow()
     return _binary(table)

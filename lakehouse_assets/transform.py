@@ -115,52 +115,66 @@ def _with_partition(data: pa.Table, partition: Mapping[str, str]) -> pa.Table:
     return data
 
 
-def _evaluate(
-    lh: Lakehouse, check: Check, data: Any, run: ModelRun, sources: Mapping[TableId | str, Any]
-) -> CheckOutcome:
-    if check.kind == "reconcile":
-        total = run.rows + run.rejected_rows
-        ok = run.source_rows == total
-        return CheckOutcome(
-            check,
-            ok,
-            abs((run.source_rows or 0) - total),
-            f"{run.model.reconcile_with}: {run.source_rows} rows; table {run.rows} + rejected {run.rejected_rows}",
-        )
+def _check_sql(check: Check, i: int) -> tuple[str, dict[str, Any]]:
+    """One check as a scalar query counting failing rows over `this` (the written partition)."""
     if check.kind == "sql":
         assert check.query is not None
-        failing = int(
-            lh.engine.query(
-                check.query,
-                {**sources, "this": data},
-                model_params(lh, run.partition),
-                default_namespace=run.model.table.namespace,
-                statement_name=f"{run.model.path}: check {check.name}",
-            )
-            .column(0)[0]
-            .as_py()
-            or 0
-        )
-        return CheckOutcome(check, failing == 0, failing, f"{failing} failing row(s): {check.description}")
+        return check.query, {}
     cols = [quote_ident(c) for c in check.columns]
     if check.kind == "not_null":
-        sql = f"select count(*) from t where {' or '.join(f'{c} is null' for c in cols)}"
-    elif check.kind == "unique":
-        sql = f"select coalesce(sum(n - 1), 0) from (select count(*) n from t group by {', '.join(cols)} having n > 1)"
-    elif check.kind == "accepted_range":
-        conds = []
+        return f"select count(*) from this where {' or '.join(f'{c} is null' for c in cols)}", {}
+    if check.kind == "unique":
+        group = ", ".join(cols)
+        return (
+            f"select coalesce(sum(n - 1), 0) from (select count(*) n from this group by {group} having n > 1)",
+            {},
+        )
+    if check.kind == "accepted_range":
+        conds, params = [], {}
         if check.min is not None:
-            conds.append(f"{cols[0]} < $min")
+            conds.append(f"{cols[0]} < $min_{i}")
+            params[f"min_{i}"] = check.min
         if check.max is not None:
-            conds.append(f"{cols[0]} > $max")
-        sql = f"select count(*) from t where {' or '.join(conds) or 'false'}"
-    else:
-        raise ModelError(f"unknown check kind {check.kind!r}")
-    params = {"min": check.min, "max": check.max}
-    failing = int(
-        lh.engine.query(sql, {"t": data}, params, statement_name=f"check {check.name}").column(0)[0].as_py()
-    )
-    return CheckOutcome(check, failing == 0, failing, f"{failing} failing row(s): {check.description}")
+            conds.append(f"{cols[0]} > $max_{i}")
+            params[f"max_{i}"] = check.max
+        return f"select count(*) from this where {' or '.join(conds) or 'false'}", params
+    raise ModelError(f"unknown check kind {check.kind!r}")
+
+
+def _evaluate_all(
+    lh: Lakehouse, checks: tuple[Check, ...], data: Any, run: ModelRun, sources: Mapping[TableId | str, Any]
+) -> list[CheckOutcome]:
+    """Every check of one partition in ONE query (one engine session, one scan setup)."""
+    outcomes: dict[str, CheckOutcome] = {}
+    queries, params = [], model_params(lh, run.partition)
+    for i, check in enumerate(checks):
+        if check.kind == "reconcile":
+            total = run.rows + run.rejected_rows
+            outcomes[check.name] = CheckOutcome(
+                check,
+                run.source_rows == total,
+                abs((run.source_rows or 0) - total),
+                f"{run.model.reconcile_with}: {run.source_rows} rows; table {run.rows} + rejected {run.rejected_rows}",
+            )
+            continue
+        sql, check_params = _check_sql(check, i)
+        queries.append((check, sql))
+        params.update(check_params)
+    if queries:
+        select = ", ".join(f"({sql}) as c{i}" for i, (_, sql) in enumerate(queries))
+        result = lh.engine.query(
+            f"select {select}",
+            {**sources, "this": data},
+            params,
+            default_namespace=run.model.table.namespace,
+            statement_name=f"{run.model.path}: checks {', '.join(c.name for c, _ in queries)}",
+        ).to_pylist()[0]
+        for i, (check, _) in enumerate(queries):
+            failing = int(result[f"c{i}"] or 0)
+            outcomes[check.name] = CheckOutcome(
+                check, failing == 0, failing, f"{failing} failing row(s): {check.description}"
+            )
+    return [outcomes[c.name] for c in checks]
 
 
 def _day_counts(lh: Lakehouse, model: SqlModel, written: Any) -> dict[str, int]:
@@ -218,7 +232,11 @@ def run_model(
             "materialize them first (or wait for DataScan)"
         )
     unpartitioned_inputs = [d for d in model.deps if graph.partitioning(d) == "none"]
-    versions_read = {d: lh.tables.version(d) for d in unpartitioned_inputs}
+
+    def version_of(table: TableId) -> str | None:
+        return lh.tables.version(table) if lh.tables.exists(table) else None
+
+    versions_read = {d: version_of(d) for d in unpartitioned_inputs}
     sources = input_sources(lh, graph, model, partition)
     for dep in not_built:
         if not lh.tables.exists(dep):
@@ -285,9 +303,9 @@ def run_model(
         run.changed_days = set(days) | set(before_days)
     if before is not None:
         run.changed_keys = _changed_keys(lh, model, before, written, change_columns)
-    run.checks = [_evaluate(lh, check, written, run, sources) for check in model.checks]
+    run.checks = _evaluate_all(lh, model.checks, written, run, sources)
     run.version = lh.tables.version(model.table)
-    run.inputs_changed_meanwhile = [d for d, v in versions_read.items() if lh.tables.version(d) != v]
+    run.inputs_changed_meanwhile = [d for d, v in versions_read.items() if version_of(d) != v]
     if run.inputs_changed_meanwhile:
         # An input changed after we read it: rebuild again (its own propagation may have missed us).
         lh.catalog.mark_stale(
@@ -298,3 +316,74 @@ def run_model(
         )
     lh.catalog.clear_stale(ns, model.table.name, key, stale_version)
     return run
+
+
+def run_models(
+    lh: Lakehouse, model: SqlModel, partition_keys: list[str], graph: ModelGraph | None = None
+) -> list[ModelRun]:
+    """Several partitions of a daily model (a range of days) computed one by one, written in ONE commit.
+
+    A commit costs far more than a day of an aggregate, so a range of days (a backfill, or the days
+    late data touched) pays it once. The days' results are held in memory: meant for daily
+    aggregates; a single partition streams instead (run_model)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(partition_keys) == 1 or model.partitioning != "daily":
+        return [run_model(lh, model, key, graph) for key in partition_keys]
+    graph = graph or ModelGraph([model])
+    ns = model.table.namespace
+    stale_versions = {k: lh.catalog.stale_version(ns, model.table.name, k) for k in partition_keys}
+    missing = [d for d in model.deps if not lh.tables.exists(d)]
+    if missing:
+        raise ModelError(
+            f"{model.path}: upstream table(s) {', '.join(map(str, missing))} do not exist yet; "
+            "materialize them first (or wait for DataScan)"
+        )
+    schema = model.arrow_schema().append(pa.field("dt", pa.string()))
+    lh.tables.ensure_table(model.table, schema, list(model.partitioned_by), origin="model")
+    reason_column = model.reject_reason_column
+    runs: list[ModelRun] = []
+    kept: list[pa.Table] = []
+    rejected: list[pa.Table] = []
+    sources_by_key = {}
+    for key in partition_keys:
+        partition = partition_of("daily", key)
+        sources = input_sources(lh, graph, model, partition)
+        sources_by_key[key] = sources
+        result = lh.engine.query(
+            model.sql,
+            sources,
+            model_params(lh, partition),
+            default_namespace=ns,
+            statement_name=f"{model.path} [{key}]",
+        )
+        run = ModelRun(model, key, rows=0, partition=partition)
+        if reason_column:
+            if reason_column not in result.column_names:
+                raise ModelError(f"{model.path}: reject_reason_column {reason_column!r} is not in the result")
+            is_rejected = pc.is_valid(result[reason_column])
+            bad = _with_partition(result.filter(is_rejected), partition)
+            run.rejected_rows = bad.num_rows
+            rejected.append(bad)
+            result = result.filter(pc.invert(is_rejected))
+        data = _with_partition(_conform_output(model, result), partition)
+        run.rows = data.num_rows
+        kept.append(data)
+        runs.append(run)
+    partitions = [r.partition for r in runs]
+    lh.tables.overwrite_partitions(model.table, pa.concat_tables(kept), partitions)
+    if reason_column and model.rejected_table is not None:
+        bad_all = pa.concat_tables(rejected)
+        lh.tables.ensure_table(
+            model.rejected_table, bad_all.schema, list(model.partitioned_by), origin="model"
+        )
+        lh.tables.overwrite_partitions(model.rejected_table, bad_all, partitions)
+    version = lh.tables.version(model.table)
+    for run, data in zip(runs, kept, strict=True):
+        if model.reconcile_with is not None:
+            run.source_rows = lh.tables.dataset(model.reconcile_with, run.partition).count_rows()
+        run.checks = _evaluate_all(lh, model.checks, data, run, sources_by_key[run.partition_key])
+        run.version = version
+        lh.catalog.clear_stale(ns, model.table.name, run.partition_key, stale_versions[run.partition_key])
+    return runs

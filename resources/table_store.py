@@ -38,7 +38,12 @@ DELTA_S3_OPTIONS = {
     "region": "AWS_REGION",
 }
 
-ICEBERG_SNAPSHOTS_KEPT = 32
+ICEBERG_TABLE_PROPERTIES = {
+    # Every commit copies the metadata: keep its log short and delete superseded metadata files.
+    "write.metadata.previous-versions-max": "8",
+    "write.metadata.delete-after-commit.enabled": "true",
+}
+ICEBERG_SNAPSHOTS_KEPT = 8
 """Snapshots an Iceberg table keeps for time travel (expired in batches, see _expire_snapshots)."""
 ICEBERG_FILE_ROWS = 500_000
 """Rows gathered before pyiceberg writes them out as one append (bounds memory and file count)."""
@@ -182,9 +187,13 @@ class TableStore(ABC):
 
     @abstractmethod
     def _replace(
-        self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema, partition: Mapping[str, str]
+        self,
+        table: TableId,
+        chunks: Iterator[pa.Table],
+        schema: pa.Schema,
+        partitions: Sequence[Mapping[str, str]],
     ) -> None:
-        """Atomically replace the partition's rows by the chunks' rows, in one commit."""
+        """Atomically replace the partitions' rows by the chunks' rows, in one commit."""
 
     @abstractmethod
     def dataset(self, table: TableId, partition: Mapping[str, str] | None = None) -> pads.Dataset:
@@ -231,6 +240,13 @@ class TableStore(ABC):
 
         `data` is a table, or a callable returning an iterable of chunks, so a large partition is
         written with bounded memory. Returns the number of rows written."""
+        return self.overwrite_partitions(table, data, [partition])
+
+    def overwrite_partitions(
+        self, table: TableId, data: pa.Table | Chunks, partitions: Sequence[Mapping[str, str]]
+    ) -> int:
+        """Like overwrite_partition for several partitions in one commit (`data` holds rows of all)."""
+        partition = list(partitions)
         schema = self.schema(table)
         make_chunks: Chunks = (lambda: [data]) if not callable(data) else data
         for attempt in range(COMMIT_RETRIES):
@@ -304,7 +320,9 @@ class IcebergTableStore(TableStore):
         self._ensure_namespace(table.namespace)
         try:
             # Schema and partition spec in one commit: no writer ever sees the table unpartitioned.
-            with self._catalog.create_table_transaction((table.namespace, table.name), schema=schema) as tx:
+            with self._catalog.create_table_transaction(
+                (table.namespace, table.name), schema=schema, properties=ICEBERG_TABLE_PROPERTIES
+            ) as tx:
                 if partition_by:
                     with tx.update_spec() as spec:
                         for column in partition_by:
@@ -319,11 +337,18 @@ class IcebergTableStore(TableStore):
             update.union_by_name(schema)
 
     def _replace(
-        self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema, partition: Mapping[str, str]
+        self,
+        table: TableId,
+        chunks: Iterator[pa.Table],
+        schema: pa.Schema,
+        partitions: Sequence[Mapping[str, str]],
     ) -> None:
         import pyarrow as pa
+        from pyiceberg.expressions import AlwaysFalse, Or
 
-        condition = _iceberg_filter(partition)
+        condition: Any = AlwaysFalse()
+        for partition in partitions:
+            condition = Or(condition, _iceberg_filter(partition))
         # One transaction = one commit: readers see the old partition or the new one, never a mix.
         with warnings.catch_warnings(), self._load(table).transaction() as tx:
             # The first load of a partition has nothing to delete; pyiceberg warns about that.
@@ -460,12 +485,17 @@ class DeltaTableStore(TableStore):
         )
 
     def _replace(
-        self, table: TableId, chunks: Iterator[pa.Table], schema: pa.Schema, partition: Mapping[str, str]
+        self,
+        table: TableId,
+        chunks: Iterator[pa.Table],
+        schema: pa.Schema,
+        partitions: Sequence[Mapping[str, str]],
     ) -> None:
         import pyarrow as pa
         from deltalake import write_deltalake
 
-        predicate = " AND ".join(f"{c} = '{_sql_literal(v)}'" for c, v in partition.items()) or None
+        clauses = [" AND ".join(f"{c} = '{_sql_literal(v)}'" for c, v in p.items()) for p in partitions]
+        predicate = None if not all(clauses) else " OR ".join(f"({c})" for c in clauses)
         failures: list[BaseException] = []
 
         def batches() -> Iterator[pa.RecordBatch]:

@@ -76,7 +76,7 @@ def build_propagate_sensor(
             groups.setdefault((entry.namespace, kind, entry.partition_key), []).append(entry)
         # Consecutive stale days needing the same assets run as one range (one process, one run).
         batches: list[tuple[str, str, str, str, list[Any]]] = []
-        for (namespace, kind, partition_key), group in sorted(groups.items()):
+        for (namespace, kind, key), group in sorted(groups.items()):
             tables = sorted(e.table_name for e in group)
             last = batches[-1] if batches else None
             if (
@@ -84,11 +84,11 @@ def build_propagate_sensor(
                 and last is not None
                 and last[:2] == (namespace, kind)
                 and sorted({e.table_name for e in last[4]}) == tables
-                and _next_day(last[3]) == partition_key
+                and _next_day(last[3]) == key
             ):
-                batches[-1] = (namespace, kind, last[2], partition_key, [*last[4], *group])
+                batches[-1] = (namespace, kind, last[2], key, [*last[4], *group])
             else:
-                batches.append((namespace, kind, partition_key, partition_key, list(group)))
+                batches.append((namespace, kind, key, key, list(group)))
         runs = []
         for namespace, kind, first, last_key, group in batches:
             selection: list[dg.AssetKey] = []
