@@ -274,6 +274,67 @@ def generate_iov_cmd(
     )
 
 
+@generate.command("game")
+@click.option(
+    "--landing", help="Landing location (default: LAKEHOUSE_LANDING_URI or $LAKEHOUSE_HOME/landing)."
+)
+@click.option("--days", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--users", type=click.IntRange(1), default=2_000, show_default=True)
+@click.option("--events-per-day", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option(
+    "--hours-per-day",
+    type=click.IntRange(1, 24),
+    default=1,
+    show_default=True,
+    help="Event files (landing hours) per day; 1 = one daily drop at hh=00.",
+)
+@click.option("--start", default="2025-09-01", show_default=True, help="First day, YYYY-MM-DD.")
+@click.option("--seed", type=int, default=11, show_default=True)
+@click.option(
+    "--profiles/--no-profiles", default=True, show_default=True, help="Also write the profiles file."
+)
+@click.option(
+    "--tag", default="", help="Suffix for file names, so a second batch adds files instead of replacing."
+)
+def generate_game_cmd(
+    landing: str | None,
+    days: int,
+    users: int,
+    events_per_day: int,
+    hours_per_day: int,
+    start: str,
+    seed: int,
+    profiles: bool,
+    tag: str,
+) -> None:
+    """Player profiles and events in the game seed's raw types (binary text, mixed timestamps, late events)."""
+    from lakehouse_assets.generate_game import generate_game
+    from resources.object_store import open_object_store
+    from resources.settings import _as_uri
+
+    settings = _settings()
+    store = open_object_store(_as_uri(landing) if landing else settings.landing_uri, settings.s3)
+    try:
+        first = dt.date.fromisoformat(start)
+    except ValueError:
+        raise click.BadParameter(f"{start!r} is not YYYY-MM-DD", param_hint="--start") from None
+    summary = generate_game(
+        store,
+        days=days,
+        users=users,
+        events_per_day=events_per_day,
+        hours_per_day=hours_per_day,
+        start=first,
+        seed=seed,
+        with_profiles=profiles,
+        tag=tag,
+    )
+    click.echo(
+        f"wrote {summary.profile_rows} profile rows and {summary.event_rows} events "
+        f"in {len(summary.files)} files under {store.uri}"
+    )
+
+
 @main.command()
 @click.option(
     "--execute/--plan",
@@ -289,22 +350,37 @@ def generate_iov_cmd(
     help="Dagster run log level on the console.",
 )
 def scan(execute: bool, log_level: str) -> None:
-    """Run one DataScan tick now and (by default) load everything it finds through ODS, DWD and ADS."""
+    """Run DataScan now and (by default) load everything it finds through ODS, DWD and ADS.
+
+    Like the daemon, it then rebuilds what late data left stale (the propagate sensor) and what the
+    automation conditions ask for, until nothing is left to do."""
     from lakehouse_assets.definitions import build_definitions
-    from lakehouse_assets.oneshot import dagster_instance, run_datascan_once
+    from lakehouse_assets.oneshot import catch_up, dagster_instance, run_datascan_once
 
     settings = _settings()
     instance = dagster_instance(settings)
     defs = build_definitions()  # the resource reads the environment at run time: no settings in run config
-    result = run_datascan_once(defs, instance, execute=execute, log_level=log_level)
-    if result.requested == 0:
-        click.echo(f"DataScan: {result.skip_reason or 'nothing to do'}")
-        return
     if not execute:
-        click.echo(f"DataScan: {result.requested} run(s) would be launched")
+        plan = run_datascan_once(defs, instance, execute=False, log_level=log_level)
+        if plan.requested == 0:
+            click.echo(f"DataScan: {plan.skip_reason or 'nothing to do'}")
+        else:
+            click.echo(f"DataScan: {plan.requested} run(s) would be launched")
         return
-    click.echo(f"DataScan: {result.succeeded}/{result.requested} run(s) succeeded")
-    if result.succeeded != result.requested:
+    result = catch_up(defs, instance, log_level=log_level)
+    requested, succeeded = result.by_source.get("datascan", [0, 0])
+    if requested:
+        click.echo(f"DataScan: {succeeded}/{requested} run(s) succeeded")
+    else:
+        click.echo(f"DataScan: {result.first_skip_reason or 'nothing to do'}")
+    for source, label in (
+        ("propagate", "rebuild(s) of partitions late data touched"),
+        ("automation", "automation run(s)"),
+    ):
+        requested, succeeded = result.by_source.get(source, [0, 0])
+        if requested:
+            click.echo(f"then {succeeded}/{requested} {label} succeeded")
+    if result.failed:
         raise click.ClickException("some runs failed; see `dagster` run logs in the UI (make dev)")
 
 

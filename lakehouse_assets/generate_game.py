@@ -123,13 +123,16 @@ def events(
     late_days: int = 10,
     bad_fraction: float = 0.005,
     hours: int = 1,
+    cohort: int = 0,
 ) -> pa.Table:
-    """`count` events of the `hours` hours from `hour_start` (UTC), by users active that day."""
+    """`count` events of the `hours` hours from `hour_start` (UTC), by users active that day.
+
+    The day's active users depend on the day and `cohort` only, so all hours of a day share them."""
     import numpy as np
     import polars as pl
 
     rng = np.random.default_rng(seed)
-    day_rng = np.random.default_rng(hour_start.toordinal())  # the same active users all day
+    day_rng = np.random.default_rng([hour_start.toordinal(), cohort])  # the same active users all day
     active = np.flatnonzero(day_rng.random(users) < 0.55) + 1
     user_id = rng.choice(active, count).astype(np.int64)
     base = int(hour_start.replace(tzinfo=dt.UTC).timestamp())
@@ -201,16 +204,19 @@ def generate_game(
     hours_per_day: int = 1,
     start: dt.date = dt.date(2025, 9, 1),
     seed: int = 11,
+    with_profiles: bool = True,
+    tag: str = "",
 ) -> GameSummary:
     """Profiles at the first hour, then `hours_per_day` event files per day (each a landing hour).
 
     With one file per day it lands at hh=00 and holds the whole day's events (a daily drop)."""
     summary = GameSummary()
-    table = profiles(users, start + dt.timedelta(days=days), seed)
-    path = profile_path(start, 0, "profiles")
-    landing.write_arrow(path, table)
-    summary.files.append(path)
-    summary.profile_rows = table.num_rows
+    if with_profiles:
+        table = profiles(users, start + dt.timedelta(days=days), seed)
+        path = profile_path(start, 0, f"profiles{tag}")
+        landing.write_arrow(path, table)
+        summary.files.append(path)
+        summary.profile_rows = table.num_rows
     span = 24 // hours_per_day
     for d in range(days):
         day = start + dt.timedelta(days=d)
@@ -220,7 +226,7 @@ def generate_game(
             table = events(
                 begin, events_per_day // hours_per_day, users, seed * 1000 + d * 24 + hour, hours=span
             )
-            path = event_path(day, hour, f"events_{day:%Y%m%d}_{hour:02d}")
+            path = event_path(day, hour, f"events_{day:%Y%m%d}_{hour:02d}{tag}")
             landing.write_arrow(path, table)
             summary.files.append(path)
             summary.event_rows += table.num_rows

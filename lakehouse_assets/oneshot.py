@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,9 @@ class CatchUpResult:
     rounds: int
     requested: int
     succeeded: int
+    by_source: dict[str, list[int]] = field(default_factory=dict)
+    """datascan / propagate / automation -> [requested, succeeded]"""
+    first_skip_reason: str | None = None
 
     @property
     def failed(self) -> int:
@@ -173,14 +176,20 @@ def catch_up(
     total = CatchUpResult(0, 0, 0)
     for _ in range(max_rounds):
         total.rounds += 1
-        results = [run_sensor_once(defs, instance, "datascan", log_level=log_level)]
+        results = {"datascan": run_sensor_once(defs, instance, "datascan", log_level=log_level)}
+        if total.rounds == 1:
+            total.first_skip_reason = results["datascan"].skip_reason
         if "propagate" in names:
-            results.append(run_sensor_once(defs, instance, "propagate", log_level=log_level))
+            results["propagate"] = run_sensor_once(defs, instance, "propagate", log_level=log_level)
         if AUTOMATION_SENSOR in names:
-            results.append(run_automation_once(defs, instance, log_level=log_level))
-        requested = sum(r.requested for r in results)
+            results["automation"] = run_automation_once(defs, instance, log_level=log_level)
+        for source, result in results.items():
+            counts = total.by_source.setdefault(source, [0, 0])
+            counts[0] += result.requested
+            counts[1] += result.succeeded
+        requested = sum(r.requested for r in results.values())
         total.requested += requested
-        total.succeeded += sum(r.succeeded for r in results)
+        total.succeeded += sum(r.succeeded for r in results.values())
         if not requested:
             break
     return total

@@ -67,12 +67,14 @@ stale_t = sa.Table(
     sa.Column("table_name", sa.String(255), primary_key=True),
     sa.Column("partition_key", sa.String(32), primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("done_version", sa.BigInteger, nullable=False, default=0),
     sa.Column("reason", sa.Text),
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 """Partitions of model tables whose inputs changed: the propagate sensor rebuilds them.
-partition_key is '' for an unpartitioned table. version grows with every change, so a rebuild that
-started before the latest change does not clear it."""
+partition_key is '' for an unpartitioned table. version grows with every change and never goes back;
+a rebuild records the version it saw when it started as done_version, so one that started before the
+latest change leaves the partition stale (version > done_version)."""
 
 partition_days_t = sa.Table(
     "lakehouse_partition_days",
@@ -291,6 +293,7 @@ class CatalogDB:
                         "table_name": table,
                         "partition_key": key,
                         "version": 1,
+                        "done_version": 0,
                         "reason": reason,
                         "updated_at": now,
                     }
@@ -299,8 +302,10 @@ class CatalogDB:
             )
 
     def stale_entries(self, namespace: str | None = None) -> list[StaleEntry]:
-        query = sa.select(stale_t).order_by(
-            stale_t.c.namespace, stale_t.c.partition_key, stale_t.c.table_name
+        query = (
+            sa.select(stale_t)
+            .where(stale_t.c.version > stale_t.c.done_version)
+            .order_by(stale_t.c.namespace, stale_t.c.partition_key, stale_t.c.table_name)
         )
         if namespace:
             query = query.where(stale_t.c.namespace == namespace)
@@ -321,17 +326,19 @@ class CatalogDB:
             ).scalar()
 
     def clear_stale(self, namespace: str, table: str, key: str, up_to_version: int | None) -> None:
-        """Forget the entry unless it changed again after `up_to_version` was read."""
+        """The partition was rebuilt from inputs as of `up_to_version`: later changes keep it stale."""
         if up_to_version is None:
             return
         with self.engine.begin() as conn:
             conn.execute(
-                sa.delete(stale_t).where(
+                sa.update(stale_t)
+                .where(
                     stale_t.c.namespace == namespace,
                     stale_t.c.table_name == table,
                     stale_t.c.partition_key == key,
-                    stale_t.c.version <= up_to_version,
+                    stale_t.c.done_version < up_to_version,
                 )
+                .values(done_version=up_to_version)
             )
 
     # --- day index ----------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from resources.table_store import TableId
 from sensors.sensor import NAMESPACE_TAG, PARTITION_TAG, WRITER_TAG, partitions_in_progress
 
 PROPAGATE_TAG = "lakehouse/propagate"
+MARKS_TAG = "lakehouse/marks"
+MAX_ATTEMPTS = 3
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -98,8 +100,23 @@ def build_propagate_sensor(
                 f"{e.table_name}[{e.partition_key}]@{e.version}"
                 for e in sorted(group, key=lambda e: (e.table_name, e.partition_key))
             )
-            run_key = hashlib.sha256(f"{namespace}|{marks}".encode()).hexdigest()[:32]
-            tags = {WRITER_TAG: "true", PROPAGATE_TAG: "true", NAMESPACE_TAG: namespace}
+            marks_hash = hashlib.sha256(f"{namespace}|{marks}".encode()).hexdigest()[:32]
+            failed = context.instance.get_runs_count(
+                dg.RunsFilter(tags={MARKS_TAG: marks_hash}, statuses=[dg.DagsterRunStatus.FAILURE])
+            )
+            if failed >= MAX_ATTEMPTS:
+                context.log.warning(
+                    f"{namespace} {first}..{last_key}: {failed} rebuild runs failed; not retrying until "
+                    "the inputs change again (see the failed runs in the UI)"
+                )
+                continue
+            run_key = f"{marks_hash}:{failed}"  # a failed rebuild is retried (up to MAX_ATTEMPTS runs)
+            tags = {
+                WRITER_TAG: "true",
+                PROPAGATE_TAG: "true",
+                NAMESPACE_TAG: namespace,
+                MARKS_TAG: marks_hash,
+            }
             partition_key: str | None = first or None
             if first != last_key:  # a range of days: the assets' single-run backfill policy takes it whole
                 partition_key = None

@@ -55,7 +55,9 @@ def test_the_real_models_load_in_dependency_order() -> None:
     assert {t for t in tables if t.namespace == "iov"} == {DWD, ADS}
     assert tables.index(DWD) < tables.index(ADS)
     game = [t.name for t in tables if t.namespace == "game_db"]
-    assert game.index("dwd_user_details") < game.index("dwd_user_event") < game.index("dws_user_activity_daily")
+    assert (
+        game.index("dwd_user_details") < game.index("dwd_user_event") < game.index("dws_user_activity_daily")
+    )
     assert game.index("dws_user_activity_daily") < game.index("ads_retention_daily")
 
 

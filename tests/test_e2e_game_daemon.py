@@ -1,0 +1,90 @@
+"""The game pipeline under the real `dagster-daemon`: profiles and events land, and with no human
+action the daemon's sensors (DataScan, propagate) and its automation (retention over d, d+1, d+7)
+bring every ADS table to the full recompute of the raw files; then a late file of an old day lands
+and they converge again. The test starts the daemon and stops it by process group."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from benchmarks.game_recompute import ADS_TABLES, recompute, rows
+from lakehouse_assets.generate_game import event_path, events, profile_path, profiles
+from resources.lakehouse import Lakehouse
+from resources.settings import LakehouseSettings
+from resources.table_store import TableId
+from tests.test_e2e_daemon import running_daemon
+
+pytestmark = pytest.mark.e2e
+START = dt.date(2025, 9, 1)
+USERS = 120
+
+
+def differences(lh: Lakehouse) -> list[str]:
+    reference = recompute(lh.settings.landing_uri, lh.settings.timezone)
+    wrong = []
+    for name in ADS_TABLES:
+        ident = TableId("game_db", name)
+        got = rows(lh.tables.read(ident)) if lh.tables.exists(ident) else []
+        if got != rows(reference[name]):
+            wrong.append(f"{name}: {len(got)} rows, want {reference[name].num_rows}")
+    return wrong
+
+
+def wait_until_equal(lh: Lakehouse, log: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    wrong = ["not checked yet"]
+    while time.monotonic() < deadline:
+        try:
+            wrong = differences(lh)
+        except Exception as exc:  # noqa: BLE001 - tables appear while we look
+            wrong = [repr(exc)]
+        if not wrong:
+            return
+        time.sleep(2)
+    tail = log.read_text(errors="replace")[-5000:]
+    pytest.fail(f"game ADS did not converge in {timeout}s: {wrong}\nDaemon log tail:\n{tail}")
+
+
+def test_daemon_brings_game_ads_up_to_date_and_again_after_late_data(tmp_path: Path) -> None:
+    home, dagster_home, log = tmp_path / "lh", tmp_path / "dagster_home", tmp_path / "daemon.log"
+    dagster_home.mkdir()
+    env = {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "LAKEHOUSE_SCAN_INTERVAL_SECONDS": "2",
+    }
+    lh = Lakehouse(LakehouseSettings.from_env(env))
+    lh.landing.write_arrow(profile_path(START, 0, "profiles"), profiles(USERS, START, seed=1))
+    for day in range(3):
+        date = START + dt.timedelta(days=day)
+        begin = dt.datetime.combine(date, dt.time(0))
+        lh.landing.write_arrow(
+            event_path(date, 0, "events"),
+            events(begin, 500, USERS, seed=day, late_fraction=0.05, late_days=2, hours=24),
+        )
+    with running_daemon(env, log):
+        wait_until_equal(lh, log)
+        before = {r["dt"]: r for r in lh.sql("select * from game_db.ads_retention_daily").to_pylist()}
+        # a late file for day 1: other players, landing after everything else was processed
+        late = events(dt.datetime.combine(START, dt.time(0)), 300, USERS, seed=77, hours=24, cohort=5)
+        lh.landing.write_arrow(event_path(START, 0, "late"), late)
+        wait_until_equal(lh, log)
+    after = {r["dt"]: r for r in lh.sql("select * from game_db.ads_retention_daily").to_pylist()}
+    assert after[str(START)]["dau"] > before[str(START)]["dau"]
+
+    from dagster._core.instance.ref import InstanceRef
+
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
+        records = instance.get_run_records()
+        tags = [r.dagster_run.tags for r in records]
+        assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
+    assert any(t.get("lakehouse/datascan") == "true" for t in tags)
+    assert any(t.get("lakehouse/propagate") == "true" for t in tags)
+    assert any("dagster/automation_condition" in k or "automation" in k for t in tags for k in t)
