@@ -133,7 +133,9 @@ class SqlModel:
 
     @property
     def partitioned_by(self) -> tuple[str, ...]:
-        return PARTITION_COLUMNS[self.partitioning]
+        """Table partition columns: the Dagster partition's, plus the day index, so that a daily
+        reader's scan of an hour opens only the files of the days it needs."""
+        return PARTITION_COLUMNS[self.partitioning] + ((self.day_index,) if self.day_index else ())
 
     def input(self, table: TableId) -> InputSpec:
         return self.inputs.get(table, InputSpec())

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse_assets.models import Check, ModelError, ModelGraph, SqlModel
+from lakehouse_assets.models import PARTITION_COLUMNS, Check, ModelError, ModelGraph, SqlModel
 from resources.engine import quote_ident
 from resources.table_store import TableId
 from sensors.layout import split_partition_key
@@ -87,9 +87,12 @@ def input_sources(
             days = [shift_day(partition["dt"], offset) for offset in model.input(dep).days]
             if kind == "daily":
                 sources[dep] = lh.tables.dataset_of(dep, [{"dt": d} for d in days])
-            else:  # an hourly table: the hours that hold those days, from its day index
+            else:  # an hourly table: the hours that hold those days (its day index), those days' files
                 hours = lh.catalog.partitions_holding_days(dep.namespace, dep.name, days)
-                sources[dep] = lh.tables.dataset_of(dep, [partition_of("hourly", h) for h in hours])
+                day_column = graph.day_index(dep)
+                assert day_column is not None
+                wanted = [{**partition_of("hourly", h), day_column: d} for h in hours for d in days]
+                sources[dep] = lh.tables.dataset_of(dep, wanted)
     return sources
 
 
@@ -244,7 +247,8 @@ def run_model(
     params = model_params(lh, partition)
     schema = model.arrow_schema()
     for column in model.partitioned_by:
-        schema = schema.append(pa.field(column, pa.string()))
+        if column not in schema.names:
+            schema = schema.append(pa.field(column, pa.string()))
     lh.tables.ensure_table(model.table, schema, list(model.partitioned_by), origin="model")
     change_columns = {
         spec.changes_by
@@ -287,7 +291,10 @@ def run_model(
         rejected_all = pa.concat_tables(rejected_parts) if rejected_parts else result_schema[0].empty_table()
         rejected_all = _with_partition(rejected_all, partition)
         lh.tables.ensure_table(
-            model.rejected_table, rejected_all.schema, list(model.partitioned_by), origin="model"
+            model.rejected_table,
+            rejected_all.schema,
+            list(PARTITION_COLUMNS[model.partitioning]),
+            origin="model",
         )
         run.rejected_rows = lh.tables.overwrite_partition(model.rejected_table, rejected_all, partition)
         counts = rejected_all.group_by(reason_column).aggregate([([], "count_all")])
@@ -376,7 +383,7 @@ def run_models(
     if reason_column and model.rejected_table is not None:
         bad_all = pa.concat_tables(rejected)
         lh.tables.ensure_table(
-            model.rejected_table, bad_all.schema, list(model.partitioned_by), origin="model"
+            model.rejected_table, bad_all.schema, list(PARTITION_COLUMNS[model.partitioning]), origin="model"
         )
         lh.tables.overwrite_partitions(model.rejected_table, bad_all, partitions)
     version = lh.tables.version(model.table)
