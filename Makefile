@@ -8,7 +8,7 @@ export LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 export DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster_home
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast dev lint bench clean
+.PHONY: help install demo test test-fast dev lint bench bench-iov bench-game clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-demo: install ## Generate sample GPS data, run DataScan -> ODS -> DWD -> ADS, print a vehicle's hourly stats
+demo: install ## Both seed pipelines end to end: GPS (VIN001 hourly stats), then game analytics with a late file
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 test: install lint ## Lint, type-check, then the whole suite (unit, sensor, S3 on loopback, real daemon)
@@ -40,8 +40,13 @@ lint: install ## ruff lint + format check, mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install ## Performance: one hour of 3.6M GPS rows through the pipeline vs DuckDB alone; one DataScan tick
+bench: bench-iov bench-game ## All benchmarks (about 30 minutes)
+
+bench-iov: install ## One hour of 3.6M GPS rows through the pipeline vs DuckDB alone; one DataScan tick
 	$(BIN)/python -m benchmarks.run
+
+bench-game: install ## Game ADS update after one new hour vs a full DuckDB recompute, at 30 and 60 days of history
+	$(BIN)/python -m benchmarks.game
 
 clean: ## Remove the local lakehouse data (.lakehouse); raw files elsewhere are never touched
 	rm -rf .lakehouse

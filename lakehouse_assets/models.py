@@ -70,6 +70,7 @@ def arrow_type(sql_type: str) -> pa.DataType:
         "timestamp": pa.timestamp("us"),
         "datetime": pa.timestamp("us"),
         "date": pa.date32(),
+        "decimal": pa.decimal128(38, 9),
     }
     try:
         return types[sql_type.lower()]
@@ -259,6 +260,12 @@ def parse_model(path: Path, namespace: str) -> SqlModel:
     name = path.stem
     try:
         deps = tuple(TableId(ns or namespace, t) for ns, t in referenced_tables(sql))
+        for check in _checks(header.get("checks"), path) if isinstance(header.get("checks"), list) else ():
+            if check.query:  # a check may read other tables (e.g. reconcile with DWD): they are inputs too
+                extra = [
+                    TableId(ns or namespace, t) for ns, t in referenced_tables(check.query) if t != "this"
+                ]
+                deps += tuple(t for t in extra if t not in deps)
     except Exception as exc:
         raise ModelError(f"{path}: cannot parse SQL ({str(exc).splitlines()[0]})") from None
     columns = tuple(_column(name, spec, path) for name, spec in (header.get("columns") or {}).items())

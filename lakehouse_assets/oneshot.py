@@ -8,7 +8,6 @@ left to do: the state the daemon reaches on its own.
 
 from __future__ import annotations
 
-import datetime
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,25 +106,12 @@ def run_datascan_once(
     return run_sensor_once(defs, instance, "datascan", execute, log_level)
 
 
-def _ranges(keys: list[str]) -> list[tuple[str, str]]:
-    """Consecutive days as (first, last) ranges."""
-    days = sorted(datetime.date.fromisoformat(k) for k in keys)
-    ranges: list[tuple[str, str]] = []
-    for day in days:
-        if ranges and datetime.date.fromisoformat(ranges[-1][1]) + datetime.timedelta(days=1) == day:
-            ranges[-1] = (ranges[-1][0], day.isoformat())
-        else:
-            ranges.append((day.isoformat(), day.isoformat()))
-    return ranges
-
-
 def run_automation_once(
     defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "WARNING"
 ) -> OneShotResult:
-    """Evaluate the automation conditions (with the cursor kept in the instance) and run what they ask.
-
-    Requested days of an asset run as ranges, in one run each (their backfill policy is single-run),
-    as the daemon's automation sensor would launch them."""
+    """Evaluate the automation conditions (with the cursor kept in the instance) and run what they ask:
+    per namespace one run over the span of the requested days (the assets' backfill policy is
+    single-run). The daemon's automation sensor groups its runs its own way; the result is the same."""
     from dagster._serdes import deserialize_value, serialize_value
 
     stored = instance.run_storage.get_cursor_values({AUTOMATION_CURSOR_KEY}).get(AUTOMATION_CURSOR_KEY)
@@ -133,24 +119,29 @@ def run_automation_once(
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)  # type: ignore[arg-type]
     instance.run_storage.set_cursor_values({AUTOMATION_CURSOR_KEY: serialize_value(result.cursor)})
     requested = succeeded = 0
+    by_namespace: dict[str, dict[dg.AssetKey, list[str]]] = {}
     for key in sorted({r.key for r in result.results if r.true_subset.size}, key=str):
         assert isinstance(key, dg.AssetKey)
         partitions = [p for p in result.get_requested_partitions(key) if p]
-        job_name = f"{key.path[0]}_daily"
-        for first, last in _ranges(partitions):
-            requested += 1
-            succeeded += _execute(
-                defs,
-                instance,
-                job_name,
-                asset_selection=[key],
-                tags={
-                    "dagster/asset_partition_range_start": first,
-                    "dagster/asset_partition_range_end": last,
-                    "lakehouse/automation": "true",
-                },
-                log_level=log_level,
-            )
+        if partitions:
+            by_namespace.setdefault(key.path[0], {})[key] = partitions
+    for namespace, requests in sorted(by_namespace.items()):
+        # One run for the namespace: every requested asset over the span of the requested days
+        # (days in between are rebuilt too; idempotent, and cheaper than a run per gap).
+        days = sorted({p for partitions in requests.values() for p in partitions})
+        requested += 1
+        succeeded += _execute(
+            defs,
+            instance,
+            f"{namespace}_daily",
+            asset_selection=sorted(requests, key=str),
+            tags={
+                "dagster/asset_partition_range_start": days[0],
+                "dagster/asset_partition_range_end": days[-1],
+                "lakehouse/automation": "true",
+            },
+            log_level=log_level,
+        )
     return OneShotResult(requested=requested, succeeded=succeeded, skip_reason=None)
 
 

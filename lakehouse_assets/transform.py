@@ -70,10 +70,37 @@ def model_params(lh: Lakehouse, partition: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def day_datasets(
+    lh: Lakehouse, graph: ModelGraph, model: SqlModel, partition_keys: list[str]
+) -> dict[tuple[TableId, str], Any]:
+    """(hourly input, day) -> the rows of that day, for every day the given partitions read.
+
+    The input is partitioned by its day index, so one scan plan per input finds exactly those
+    days' files (never the rest of history), whichever landing hours they came in with."""
+    found: dict[tuple[TableId, str], Any] = {}
+    for dep in model.deps:
+        column = graph.day_index(dep)
+        if model.partitioning != "daily" or graph.partitioning(dep) != "hourly" or not column:
+            continue
+        if not lh.tables.exists(dep):
+            continue
+        offsets = model.input(dep).days
+        days = sorted({shift_day(key, o) for key in partition_keys for o in offsets})
+        for day, dataset in lh.tables.datasets_by_value(dep, column, days).items():
+            found[(dep, day)] = dataset
+    return found
+
+
 def input_sources(
-    lh: Lakehouse, graph: ModelGraph, model: SqlModel, partition: Mapping[str, str]
+    lh: Lakehouse,
+    graph: ModelGraph,
+    model: SqlModel,
+    partition: Mapping[str, str],
+    days: Mapping[tuple[TableId, str], Any] | None = None,
 ) -> dict[TableId | str, Any]:
     """Each input, narrowed to what this partition reads (never history it does not need)."""
+    import pyarrow.dataset as pads
+
     sources: dict[TableId | str, Any] = {}
     for dep in model.deps:
         kind = graph.partitioning(dep)
@@ -84,15 +111,14 @@ def input_sources(
         elif model.partitioning == "hourly":
             sources[dep] = lh.tables.dataset(dep, partition)
         else:  # a daily model: the days it reads, by offset from its own day
-            days = [shift_day(partition["dt"], offset) for offset in model.input(dep).days]
+            wanted_days = [shift_day(partition["dt"], offset) for offset in model.input(dep).days]
             if kind == "daily":
-                sources[dep] = lh.tables.dataset_of(dep, [{"dt": d} for d in days])
-            else:  # an hourly table: the hours that hold those days (its day index), those days' files
-                hours = lh.catalog.partitions_holding_days(dep.namespace, dep.name, days)
-                day_column = graph.day_index(dep)
-                assert day_column is not None
-                wanted = [{**partition_of("hourly", h), day_column: d} for h in hours for d in days]
-                sources[dep] = lh.tables.dataset_of(dep, wanted)
+                sources[dep] = lh.tables.dataset_of(dep, [{"dt": d} for d in wanted_days])
+            else:  # an hourly table partitioned by its day index: those days' files, of any hour
+                if days is None:
+                    days = day_datasets(lh, graph, model, [partition["dt"]])
+                parts = [days[(dep, d)] for d in wanted_days]
+                sources[dep] = parts[0] if len(parts) == 1 else pads.dataset(parts)
     return sources
 
 
@@ -354,9 +380,10 @@ def run_models(
     kept: list[pa.Table] = []
     rejected: list[pa.Table] = []
     sources_by_key = {}
+    days = day_datasets(lh, graph, model, partition_keys)
     for key in partition_keys:
         partition = partition_of("daily", key)
-        sources = input_sources(lh, graph, model, partition)
+        sources = input_sources(lh, graph, model, partition, days)
         sources_by_key[key] = sources
         result = lh.engine.query(
             model.sql,

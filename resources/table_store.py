@@ -203,6 +203,12 @@ class TableStore(ABC):
     def dataset_of(self, table: TableId, partitions: Sequence[Mapping[str, str]]) -> pads.Dataset:
         """A lazy Arrow dataset over exactly these partitions of the current snapshot (none: empty)."""
 
+    def datasets_by_value(
+        self, table: TableId, column: str, values: Sequence[str]
+    ) -> dict[str, pads.Dataset]:
+        """For each value of a partition column, a lazy dataset of the rows holding it (one scan plan)."""
+        return {value: self.dataset_of(table, [{column: value}]) for value in values}
+
     @abstractmethod
     def version(self, table: TableId) -> str | None:
         """The current snapshot id / version, or None for a table without data."""
@@ -405,6 +411,33 @@ class IcebergTableStore(TableStore):
         filesystem, paths = _arrow_paths(paths, self.settings)
         return pads.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
 
+    def datasets_by_value(
+        self, table: TableId, column: str, values: Sequence[str]
+    ) -> dict[str, pads.Dataset]:
+        import pyarrow.dataset as pads
+        from pyiceberg.expressions import In
+
+        loaded = self._load(table)
+        schema = normalize_schema(loaded.schema().as_arrow())
+        wanted = sorted(set(values))
+        by_value: dict[str, list[str]] = {v: [] for v in wanted}
+        if wanted:
+            position = [f.name for f in loaded.spec().fields].index(column)
+            for task in loaded.scan(row_filter=In(column, wanted)).plan_files():  # type: ignore[arg-type,call-arg]
+                if task.delete_files:
+                    raise NotImplementedError(f"{table}: merge-on-read delete files are not supported yet")
+                value = _partition_text(task.file.partition[position], schema.field(column).type)
+                if value in by_value:
+                    by_value[value].append(task.file.file_path)
+        out = {}
+        for value, paths in by_value.items():
+            if not paths:
+                out[value] = pads.dataset(schema.empty_table())
+                continue
+            filesystem, paths = _arrow_paths(paths, self.settings)
+            out[value] = pads.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
+        return out
+
     def dataset_of(self, table: TableId, partitions: Sequence[Mapping[str, str]]) -> pads.Dataset:
         import pyarrow.dataset as pads
         from pyiceberg.expressions import AlwaysFalse, Or
@@ -556,6 +589,17 @@ def _iceberg_filter(partition: Mapping[str, str] | None) -> Any:
     for column, value in (partition or {}).items():
         condition = And(condition, EqualTo(column, value))  # type: ignore[call-arg,arg-type]
     return condition
+
+
+def _partition_text(value: Any, arrow_type: pa.DataType) -> str:
+    """A partition value as text, as partition filters spell it (dates are days since the epoch)."""
+    import datetime
+
+    import pyarrow as pa
+
+    if pa.types.is_date(arrow_type) and isinstance(value, int):
+        return (datetime.date(1970, 1, 1) + datetime.timedelta(days=value)).isoformat()
+    return str(value)
 
 
 def _sql_literal(value: str) -> str:

@@ -1,7 +1,8 @@
 /* ---
 description: >
   Device distribution per day: distinct users per event_date and device type (NULL -> 'unknown'),
-  share = round(users / dau of that date, 4).
+  share = round(users / dau of that date, 4). Read from the day's activity table (one row per user
+  and device) instead of every event.
 partitions: daily
 columns:
   device_type: string
@@ -14,8 +15,8 @@ checks:
 
 with e as (
     select user_id, coalesce(device_type, 'unknown') as device_type
-    from dwd_user_event
-    where event_date = cast($dt as date)
+    from dws_user_activity_daily
+    where dt = $dt
 ),
 total as (
     select count(distinct user_id) as dau from e
