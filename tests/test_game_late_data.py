@@ -147,19 +147,16 @@ def test_a_new_hour_rebuilds_only_the_days_it_touched(tmp_path: Path, instance: 
         assert materialization is not None
         rebuilt.setdefault(materialization.asset_key.path[-1], set()).add(materialization.partition or "")
     days = {str(late_day), str(START + dt.timedelta(days=5))}
-    assert rebuilt["ods_user_event"] == {f"{START + dt.timedelta(days=5)}-01"}
-    assert rebuilt["dwd_user_event"] == {f"{START + dt.timedelta(days=5)}-01"}
-    for name in (
-        "dws_user_activity_daily",
-        "ads_purchase_trends_daily",
-        "ads_device_preference_daily",
-        "ads_region_distribution_daily",
-    ):
+    hour = {f"{START + dt.timedelta(days=5)}-01"}
+    assert rebuilt["ods_user_event"] == rebuilt["dwd_user_event"] == rebuilt["dws_user_event_hourly"] == hour
+    for name in ("dws_user_activity_daily", "ads_purchase_trends_daily", "ads_region_distribution_daily"):
         assert rebuilt[name] == days, name
-    # retention of day d reads d, d+1, d+7: at most the 8 days up to each touched day
+    # the automation (retention reads d, d+1, d+7; devices read d) runs the span of the days it was
+    # asked for: at most the 8 days up to each touched day, never older history
     window = {
         str(d - dt.timedelta(days=k)) for d in (late_day, START + dt.timedelta(days=5)) for k in range(8)
     }
     assert days <= rebuilt["ads_retention_daily"] <= window
+    assert days <= rebuilt["ads_device_preference_daily"] <= window
     assert "dwd_user_details" not in rebuilt
     game.assert_matches_full_recompute()
