@@ -64,7 +64,7 @@ def _dep(model: SqlModel, dep: TableId, graph: ModelGraph) -> dg.AssetDep:
 
 def is_automated(model: SqlModel, graph: ModelGraph) -> bool:
     """Daily models that read only daily tables follow their inputs through Dagster's automation."""
-    return model.partitioning == "daily" and all(graph.partitioning(d) == "daily" for d in model.deps)
+    return graph.automated(model)
 
 
 def _md_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:

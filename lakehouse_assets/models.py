@@ -380,6 +380,11 @@ class ModelGraph:
         whole = {r.table for t in changed for r in self.readers(t) if r.partitioning == "none"}
         return [m for m in self.ordered if m in hourly or m.table in whole]
 
+    def automated(self, model: SqlModel) -> bool:
+        """Daily models that read only daily tables follow them through Dagster's automation
+        (time-window partition mappings); every other cross-partitioning edge is propagated."""
+        return model.partitioning == "daily" and all(self.partitioning(d) == "daily" for d in model.deps)
+
     def _validate_edge(self, reader: SqlModel, dep: TableId) -> None:
         kind = self.partitioning(dep)
         if reader.partitioning == "hourly" and kind == "daily":

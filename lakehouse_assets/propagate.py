@@ -9,7 +9,9 @@ partition mapping and an automation condition). What neither can know is data-de
   are marked stale for the daily models that read it (shifted by their `inputs.days` offsets);
 - which *hours* a change of an unpartitioned table (a dimension) affects: with `changes_by`, only the
   hours holding rows whose key changed; else every hour of the reader;
-- an unpartitioned model reading a changed table is marked stale as a whole.
+- an unpartitioned model reading a changed table is marked stale as a whole;
+- a daily model that reads a daily table *and* an hourly one (not automated) is marked for the days
+  the daily input changed, shifted by its offsets.
 
 Marks live in the catalog database (lakehouse_stale, with a version); the `propagate` sensor turns
 them into runs. The cost of an hourly change is the days it touched, never the length of history.
@@ -67,7 +69,7 @@ def stale_keys(
 ) -> list[str]:
     """The reader's partitions that a write of `table` leaves stale (beyond the same run)."""
     kind, reads = graph.partitioning(table), reader.partitioning
-    if kind == reads and kind in ("hourly", "daily"):
+    if kind == reads == "hourly" or (kind == reads == "daily" and graph.automated(reader)):
         return []  # same run (hourly) or Dagster's automation over the time-window mapping (daily)
     if reads == "none":
         return [""]
@@ -77,7 +79,7 @@ def stale_keys(
             return _hours_of(lh, reader.table, column, changed_keys[column]) if changed_keys[column] else []
         return _hours_of(lh, reader.table, None, None)
     # a daily reader
-    if kind == "hourly":
+    if kind in ("hourly", "daily"):  # a daily input: only for a reader that also reads hourly tables
         offsets = reader.input(table).days
         return sorted({shift_day(day, -offset) for day in changed_days or () for offset in offsets})
     return _days_of(lh, reader.table)  # reading an unpartitioned table: every day it has
@@ -95,6 +97,8 @@ def propagate(
     """Mark what a write of `table` (one partition) leaves stale; returns {reader: keys}."""
     marked: dict[TableId, list[str]] = {}
     where = f"{table}[{partition_key}]" if partition_key else str(table)
+    if graph.partitioning(table) == "daily" and partition_key:
+        changed_days = {partition_key}
     for reader in graph.readers(table):
         keys = stale_keys(lh, graph, table, reader, changed_days, changed_keys)
         if keys:

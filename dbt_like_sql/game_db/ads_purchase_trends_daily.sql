@@ -14,12 +14,16 @@ columns:
 checks:
   - sql:
       name: gmv_reconciles_with_dwd
-      description: the day's GMV equals the sum of purchase amounts in dwd_user_event
+      description: >
+        the day's GMV equals the sum of purchase amounts in dwd_user_event (not blocking: while an
+        hour is in flight, DWD may be ahead of the activity table for a moment; the rebuild that
+        follows re-checks)
       query: >
         select count(*) from (select coalesce(sum(gmv), 0) as gmv from this) as t,
           (select coalesce(sum(amount), 0) as amount from dwd_user_event
            where event_date = cast($dt as date) and event_type = 'purchase') as d
         where abs(t.gmv - d.amount) > 1e-6 * greatest(1, abs(d.amount))
+    blocking: false
 --- */
 
 with agg as (
