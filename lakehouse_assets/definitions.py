@@ -14,7 +14,6 @@ from lakehouse_assets.factory import (
     daily_partitions,
     datascan_ingest_job,
     hourly_partitions,
-    is_automated,
 )
 from lakehouse_assets.models import MODELS_ROOT, ModelGraph, SqlModel, load_models
 from lakehouse_assets.oneshot import AUTOMATION_SENSOR
@@ -111,7 +110,7 @@ def build_definitions(
         jobs=jobs,
     )
     sensors: list[Any] = [datascan, propagate]
-    automated = [asset_key(m.table) for m in models if is_automated(m, graph)]
+    automated = [asset_key(m.table) for m in models if graph.automated(m)]
     if automated:
         sensors.append(
             dg.AutomationConditionSensorDefinition(

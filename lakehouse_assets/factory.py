@@ -62,11 +62,6 @@ def _dep(model: SqlModel, dep: TableId, graph: ModelGraph) -> dg.AssetDep:
     return dg.AssetDep(asset_key(dep), partition_mapping=mapping)
 
 
-def is_automated(model: SqlModel, graph: ModelGraph) -> bool:
-    """Daily models that read only daily tables follow their inputs through Dagster's automation."""
-    return graph.automated(model)
-
-
 def _md_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
@@ -174,7 +169,7 @@ def build_model_asset(
         description=model.description or None,
         check_specs=check_specs,
         code_version=model.code_version,
-        automation_condition=late_data_condition() if is_automated(model, graph) else None,
+        automation_condition=late_data_condition() if graph.automated(model) else None,
         # A range of days (a backfill, or days the automation found stale) runs in one process.
         backfill_policy=dg.BackfillPolicy.single_run() if daily else None,
         metadata={

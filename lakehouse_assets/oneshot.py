@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from resources.settings import LakehouseSettings
+from sensors.propagate import job_for
 
 AUTOMATION_SENSOR = "lakehouse_automation"
 AUTOMATION_CURSOR_KEY = "lakehouse/automation_cursor"
@@ -133,7 +134,7 @@ def run_automation_once(
         succeeded += _execute(
             defs,
             instance,
-            f"{namespace}_daily",
+            job_for(namespace, "daily"),
             asset_selection=sorted(requests, key=str),
             tags={
                 "dagster/asset_partition_range_start": days[0],

@@ -235,6 +235,40 @@ def _changed_keys(
     return changed
 
 
+def _unbuilt_inputs(lh: Lakehouse, model: SqlModel, graph: ModelGraph) -> dict[TableId | str, Any]:
+    """Refuse to run before the inputs exist, except unpartitioned models not built yet: they read
+    as empty (when built, their changed keys mark the partitions that read them stale, so those are
+    rebuilt with them; see propagate.py). Returns the empty stand-ins."""
+    empty: dict[TableId | str, Any] = {}
+    missing = []
+    for dep in model.deps:
+        if lh.tables.exists(dep):
+            continue
+        if graph.partitioning(dep) == "none" and dep in graph.models:
+            empty[dep] = graph.models[dep].arrow_schema().empty_table()
+        else:
+            missing.append(dep)
+    if missing:
+        raise ModelError(
+            f"{model.path}: upstream table(s) {', '.join(map(str, missing))} do not exist yet; "
+            "materialize them first (or wait for DataScan)"
+        )
+    return empty
+
+
+def _split_rejected(model: SqlModel, result: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+    """(kept rows, rejected rows) by the model's reject_reason_column (None without one)."""
+    import pyarrow.compute as pc
+
+    column = model.reject_reason_column
+    if not column:
+        return result, None
+    if column not in result.column_names:
+        raise ModelError(f"{model.path}: reject_reason_column {column!r} is not in the result")
+    is_rejected = pc.is_valid(result[column])
+    return result.filter(pc.invert(is_rejected)), result.filter(is_rejected)
+
+
 def run_model(
     lh: Lakehouse, model: SqlModel, partition_key: str | None, graph: ModelGraph | None = None
 ) -> ModelRun:
@@ -244,32 +278,20 @@ def run_model(
     checks then run on the partition as it was written. Afterwards the run knows what it changed
     (days, keys) so that readers with other partitioning can be marked stale (see propagate.py)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     graph = graph or ModelGraph([model])
     key = partition_key or ""
     partition = partition_of(model.partitioning, partition_key)
     ns = model.table.namespace
     stale_version = lh.catalog.stale_version(ns, model.table.name, key)
-    # An unpartitioned model not built yet reads as empty: when it is built, its changed keys mark
-    # the partitions that read it stale, so they are rebuilt with it (see propagate.py).
-    not_built = {d for d in model.deps if graph.partitioning(d) == "none" and d in graph.models}
-    missing = [d for d in model.deps if d not in not_built and not lh.tables.exists(d)]
-    if missing:
-        raise ModelError(
-            f"{model.path}: upstream table(s) {', '.join(map(str, missing))} do not exist yet; "
-            "materialize them first (or wait for DataScan)"
-        )
+    empty_inputs = _unbuilt_inputs(lh, model, graph)
     unpartitioned_inputs = [d for d in model.deps if graph.partitioning(d) == "none"]
 
     def version_of(table: TableId) -> str | None:
         return lh.tables.version(table) if lh.tables.exists(table) else None
 
     versions_read = {d: version_of(d) for d in unpartitioned_inputs}
-    sources = input_sources(lh, graph, model, partition)
-    for dep in not_built:
-        if not lh.tables.exists(dep):
-            sources[dep] = graph.models[dep].arrow_schema().empty_table()
+    sources = {**input_sources(lh, graph, model, partition), **empty_inputs}
     params = model_params(lh, partition)
     schema = model.arrow_schema()
     for column in model.partitioned_by:
@@ -298,17 +320,9 @@ def run_model(
         ) as batches:
             result_schema[:] = [batches.schema]
             for batch in batches:
-                part = pa.Table.from_batches([batch])
-                if reason_column:
-                    if reason_column not in part.column_names:
-                        raise ModelError(
-                            f"{model.path}: reject_reason_column {reason_column!r} is not in the result"
-                        )
-                    is_rejected = pc.is_valid(part[reason_column])
-                    rejected = part.filter(is_rejected)
-                    if rejected.num_rows:
-                        rejected_parts.append(rejected)
-                    part = part.filter(pc.invert(is_rejected))
+                part, rejected = _split_rejected(model, pa.Table.from_batches([batch]))
+                if rejected is not None and rejected.num_rows:
+                    rejected_parts.append(rejected)
                 yield _with_partition(_conform_output(model, part), partition)
 
     run = ModelRun(model, key, rows=0, partition=partition)
@@ -360,19 +374,13 @@ def run_models(
     late data touched) pays it once. The days' results are held in memory: meant for daily
     aggregates; a single partition streams instead (run_model)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if len(partition_keys) == 1 or model.partitioning != "daily":
         return [run_model(lh, model, key, graph) for key in partition_keys]
     graph = graph or ModelGraph([model])
     ns = model.table.namespace
     stale_versions = {k: lh.catalog.stale_version(ns, model.table.name, k) for k in partition_keys}
-    missing = [d for d in model.deps if not lh.tables.exists(d)]
-    if missing:
-        raise ModelError(
-            f"{model.path}: upstream table(s) {', '.join(map(str, missing))} do not exist yet; "
-            "materialize them first (or wait for DataScan)"
-        )
+    empty_inputs = _unbuilt_inputs(lh, model, graph)
     schema = model.arrow_schema().append(pa.field("dt", pa.string()))
     lh.tables.ensure_table(model.table, schema, list(model.partitioned_by), origin="model")
     reason_column = model.reject_reason_column
@@ -383,7 +391,7 @@ def run_models(
     days = day_datasets(lh, graph, model, partition_keys)
     for key in partition_keys:
         partition = partition_of("daily", key)
-        sources = input_sources(lh, graph, model, partition, days)
+        sources = {**input_sources(lh, graph, model, partition, days), **empty_inputs}
         sources_by_key[key] = sources
         result = lh.engine.query(
             model.sql,
@@ -393,14 +401,11 @@ def run_models(
             statement_name=f"{model.path} [{key}]",
         )
         run = ModelRun(model, key, rows=0, partition=partition)
-        if reason_column:
-            if reason_column not in result.column_names:
-                raise ModelError(f"{model.path}: reject_reason_column {reason_column!r} is not in the result")
-            is_rejected = pc.is_valid(result[reason_column])
-            bad = _with_partition(result.filter(is_rejected), partition)
+        result, bad = _split_rejected(model, result)
+        if bad is not None:
+            bad = _with_partition(bad, partition)
             run.rejected_rows = bad.num_rows
             rejected.append(bad)
-            result = result.filter(pc.invert(is_rejected))
         data = _with_partition(_conform_output(model, result), partition)
         run.rows = data.num_rows
         kept.append(data)

@@ -84,10 +84,9 @@ partition_days_t = sa.Table(
     sa.Column("partition_key", sa.String(32), primary_key=True),
     sa.Column("day", sa.String(10), primary_key=True),
     sa.Column("rows", sa.BigInteger, nullable=False),
-    sa.Index("ix_lakehouse_partition_days_day", "namespace", "table_name", "day"),
 )
-"""Which days (of a model's day_index column) each hourly partition holds: how a daily model finds
-its input hours without scanning history, and which days a rewritten hour changes."""
+"""Which days (of a model's day_index column) each hourly partition holds: the days a rewrite of the
+hour changes (those it held before and after), which are then marked stale for daily readers."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ def arrow_schema(table: sa.Table) -> pa.Schema:
     import pyarrow as pa
 
     def arrow_type(column: sa.Column[Any]) -> pa.DataType:
-        if isinstance(column.type, sa.BigInteger):
+        if isinstance(column.type, sa.Integer):  # BigInteger too
             return pa.int64()
         if isinstance(column.type, sa.DateTime):
             return pa.timestamp("us")
@@ -115,7 +114,7 @@ def arrow_schema(table: sa.Table) -> pa.Schema:
     return pa.schema([(c.name, arrow_type(c)) for c in table.columns])
 
 
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
@@ -182,7 +181,7 @@ class CatalogDB:
                 return
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.insert(tables_t).values(**record.__dict__, created_at=_now()))
+                conn.execute(sa.insert(tables_t).values(**record.__dict__, created_at=utc_now()))
         except sa.exc.IntegrityError:
             pass  # registered by another process between our look and our insert
 
@@ -217,7 +216,7 @@ class CatalogDB:
                 return False
             conn.execute(
                 sa.insert(conflicts_t).values(
-                    namespace=namespace, name=name, reason=reason, first_seen=_now()
+                    namespace=namespace, name=name, reason=reason, first_seen=utc_now()
                 )
             )
             return True
@@ -240,7 +239,7 @@ class CatalogDB:
         self, namespace: str, table: str, partition_key: str, records: Iterable[FileRecord]
     ) -> None:
         """The partition's manifest becomes exactly `records` (files gone from landing drop out)."""
-        now = _now()
+        now = utc_now()
         with self.engine.begin() as conn:
             conn.execute(
                 sa.delete(files_t).where(
@@ -255,7 +254,7 @@ class CatalogDB:
 
     def record_files(self, records: Iterable[FileRecord]) -> None:
         """Upsert single files (used for files rejected before they belong to a partition)."""
-        now = _now()
+        now = utc_now()
         with self.engine.begin() as conn:
             for r in records:
                 conn.execute(sa.delete(files_t).where(files_t.c.path == r.path))
@@ -274,7 +273,7 @@ class CatalogDB:
         keys = sorted(set(keys))
         if not keys:
             return
-        now = _now()
+        now = utc_now()
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
@@ -368,19 +367,3 @@ class CatalogDB:
                     ],
                 )
         return before
-
-    def partitions_holding_days(self, namespace: str, table: str, days: Iterable[str]) -> list[str]:
-        """Partition keys of `table` that hold rows of any of these days (an indexed lookup)."""
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    sa.select(partition_days_t.c.partition_key)
-                    .distinct()
-                    .where(
-                        partition_days_t.c.namespace == namespace,
-                        partition_days_t.c.table_name == table,
-                        partition_days_t.c.day.in_(sorted(set(days))),
-                    )
-                    .order_by(partition_days_t.c.partition_key)
-                ).scalars()
-            )

@@ -11,7 +11,6 @@ unmasked (as the seed's project owner).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from resources.catalog import CatalogDB
+from resources.catalog import CatalogDB, arrow_schema, utc_now
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -119,10 +118,6 @@ OWNER = "owner"
 
 class PermissionDenied(PermissionError):
     """The principal may not do this; the message names the user, its roles and the table or project."""
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def user_key(name: str) -> str:
@@ -313,7 +308,7 @@ class GovernanceDB:
         with self.engine.begin() as conn:
             conn.execute(
                 sa.insert(access_t).values(
-                    at=now(),
+                    at=utc_now(),
                     user_name=principal.user or OWNER,
                     roles=",".join(sorted(principal.roles)),
                     kind=kind,
@@ -335,15 +330,7 @@ class GovernanceDB:
     def as_arrow(self, table: sa.Table) -> pa.Table:
         import pyarrow as pa
 
-        def arrow_type(column: sa.Column[Any]) -> pa.DataType:
-            if isinstance(column.type, sa.Integer):  # BigInteger too
-                return pa.int64()
-            if isinstance(column.type, sa.DateTime):
-                return pa.timestamp("us")
-            return pa.string()
-
-        schema = pa.schema([(c.name, arrow_type(c)) for c in table.columns])
-        return pa.Table.from_pylist(self.rows(table), schema=schema)
+        return pa.Table.from_pylist(self.rows(table), schema=arrow_schema(table))
 
     def policy_bindings(self, table: TableId) -> list[dict[str, Any]]:
         """Every binding on the table with its policy (for asset metadata)."""

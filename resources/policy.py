@@ -421,7 +421,7 @@ def _grant_rows(st: Statement, ctx: _Context) -> list[dict[str, Any]]:
 
 def _apply_one(conn: sa.Connection, st: Statement, ctx: _Context) -> list[str]:
     a = st.args
-    t = g.now()
+    t = g.utc_now()
     if st.action == "create_role":
         if _exists(conn, g.roles_t, name=a["role"]):
             return []
@@ -601,7 +601,7 @@ def apply_policy(lakehouse: Lakehouse, text: str, project: str, source: str = "<
                 changes.append((st.line, change))
                 conn.execute(
                     sa.insert(g.changes_t).values(
-                        at=g.now(),
+                        at=g.utc_now(),
                         actor=actor,
                         source=f"{source}:{st.line}",
                         statement=st.text,

@@ -16,7 +16,7 @@ import dagster as dg
 
 from resources.lakehouse import LakehouseResource
 from resources.table_store import TableId
-from sensors.sensor import NAMESPACE_TAG, PARTITION_TAG, WRITER_TAG, partitions_in_progress
+from sensors.sensor import NAMESPACE_TAG, PARTITION_TAG, WRITER_TAG, partitions_in_progress, pipeline_job_name
 
 PROPAGATE_TAG = "lakehouse/propagate"
 MARKS_TAG = "lakehouse/marks"
@@ -30,9 +30,9 @@ def _next_day(day: str) -> str:
 
 
 def job_for(namespace: str, partitioning: str) -> str:
-    return {"hourly": f"{namespace}_pipeline", "daily": f"{namespace}_daily", "none": f"{namespace}_tables"}[
-        partitioning
-    ]
+    if partitioning == "hourly":
+        return pipeline_job_name(namespace)
+    return f"{namespace}_daily" if partitioning == "daily" else f"{namespace}_tables"
 
 
 def build_propagate_sensor(
