@@ -15,6 +15,7 @@ from sensors.layout import split_partition_key
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from resources.engine import DuckDBSession
     from resources.lakehouse import Lakehouse
 
 
@@ -71,18 +72,24 @@ def model_params(lh: Lakehouse, partition: Mapping[str, str]) -> dict[str, Any]:
 
 
 def day_datasets(
-    lh: Lakehouse, graph: ModelGraph, model: SqlModel, partition_keys: list[str]
+    lh: Lakehouse,
+    graph: ModelGraph,
+    model: SqlModel,
+    partition_keys: list[str],
+    present: set[TableId] | None = None,
 ) -> dict[tuple[TableId, str], Any]:
-    """(hourly input, day) -> the rows of that day, for every day the given partitions read.
+    """(input, day) -> the rows of that day, for every day the given partitions of a daily model read.
 
-    The input is partitioned by its day index, so one scan plan per input finds exactly those
-    days' files (never the rest of history), whichever landing hours they came in with."""
+    Daily inputs are partitioned by dt; hourly ones by their day index as well, so one scan plan per
+    input finds exactly those days' files (never the rest of history), whichever landing hours they
+    came in with."""
     found: dict[tuple[TableId, str], Any] = {}
+    if model.partitioning != "daily":
+        return found
     for dep in model.deps:
-        column = graph.day_index(dep)
-        if model.partitioning != "daily" or graph.partitioning(dep) != "hourly" or not column:
-            continue
-        if not lh.tables.exists(dep):
+        kind = graph.partitioning(dep)
+        column = "dt" if kind == "daily" else graph.day_index(dep) if kind == "hourly" else None
+        if not column or not (lh.tables.exists(dep) if present is None else dep in present):
             continue
         offsets = model.input(dep).days
         days = sorted({shift_day(key, o) for key in partition_keys for o in offsets})
@@ -97,28 +104,31 @@ def input_sources(
     model: SqlModel,
     partition: Mapping[str, str],
     days: Mapping[tuple[TableId, str], Any] | None = None,
+    present: set[TableId] | None = None,
 ) -> dict[TableId | str, Any]:
-    """Each input, narrowed to what this partition reads (never history it does not need)."""
+    """Each input, narrowed to what this partition reads (never history it does not need).
+
+    `days` (from day_datasets) and `present` (the inputs that exist) let a range of partitions plan
+    each input once."""
     import pyarrow.dataset as pads
 
+    if present is None:
+        present = {d for d in model.deps if lh.tables.exists(d)}
+    if model.partitioning == "daily" and days is None:
+        days = day_datasets(lh, graph, model, [partition["dt"]], present)
     sources: dict[TableId | str, Any] = {}
     for dep in model.deps:
         kind = graph.partitioning(dep)
-        if not lh.tables.exists(dep):
+        if dep not in present:
             continue  # an unpartitioned model not built yet (run_model decides)
         if kind == "none" or model.partitioning == "none":
             sources[dep] = lh.tables.dataset(dep)
         elif model.partitioning == "hourly":
             sources[dep] = lh.tables.dataset(dep, partition)
-        else:  # a daily model: the days it reads, by offset from its own day
-            wanted_days = [shift_day(partition["dt"], offset) for offset in model.input(dep).days]
-            if kind == "daily":
-                sources[dep] = lh.tables.dataset_of(dep, [{"dt": d} for d in wanted_days])
-            else:  # an hourly table partitioned by its day index: those days' files, of any hour
-                if days is None:
-                    days = day_datasets(lh, graph, model, [partition["dt"]])
-                parts = [days[(dep, d)] for d in wanted_days]
-                sources[dep] = parts[0] if len(parts) == 1 else pads.dataset(parts)
+        else:  # a daily model: the days it reads, by offset from its own day, of any landing hour
+            assert days is not None
+            parts = [days[(dep, shift_day(partition["dt"], o))] for o in model.input(dep).days]
+            sources[dep] = parts[0] if len(parts) == 1 else pads.dataset(parts)
     return sources
 
 
@@ -171,7 +181,12 @@ def _check_sql(check: Check, i: int) -> tuple[str, dict[str, Any]]:
 
 
 def _evaluate_all(
-    lh: Lakehouse, checks: tuple[Check, ...], data: Any, run: ModelRun, sources: Mapping[TableId | str, Any]
+    lh: Lakehouse,
+    session: DuckDBSession,
+    checks: tuple[Check, ...],
+    data: Any,
+    run: ModelRun,
+    sources: Mapping[TableId | str, Any],
 ) -> list[CheckOutcome]:
     """Every check of one partition in ONE query (one engine session, one scan setup)."""
     outcomes: dict[str, CheckOutcome] = {}
@@ -191,7 +206,7 @@ def _evaluate_all(
         params.update(check_params)
     if queries:
         select = ", ".join(f"({sql}) as c{i}" for i, (_, sql) in enumerate(queries))
-        result = lh.engine.query(
+        result = session.query(
             f"select {select}",
             {**sources, "this": data},
             params,
@@ -206,10 +221,10 @@ def _evaluate_all(
     return [outcomes[c.name] for c in checks]
 
 
-def _day_counts(lh: Lakehouse, model: SqlModel, written: Any) -> dict[str, int]:
+def _day_counts(session: DuckDBSession, model: SqlModel, written: Any) -> dict[str, int]:
     assert model.day_index
     column = quote_ident(model.day_index)
-    counts = lh.engine.query(
+    counts = session.query(
         f"select cast({column} as varchar) as day, count(*) as n from t where {column} is not null group by 1",
         {"t": written},
         statement_name=f"{model.path}: day index",
@@ -218,13 +233,13 @@ def _day_counts(lh: Lakehouse, model: SqlModel, written: Any) -> dict[str, int]:
 
 
 def _changed_keys(
-    lh: Lakehouse, model: SqlModel, before: Any, after: Any, columns: set[str]
+    session: DuckDBSession, model: SqlModel, before: Any, after: Any, columns: set[str]
 ) -> dict[str, list[Any]]:
     """Values of each column whose rows differ between two versions of an unpartitioned table."""
     names = ", ".join(quote_ident(c.name) for c in model.columns)
     changed: dict[str, list[Any]] = {}
     for column in sorted(columns):
-        result = lh.engine.query(
+        result = session.query(
             f"select distinct {quote_ident(column)} as k from ("
             f"(select {names} from old except all select {names} from new) union all "
             f"(select {names} from new except all select {names} from old))",
@@ -277,9 +292,15 @@ def run_model(
     The result streams from the engine into one atomic partition write, so memory stays bounded;
     checks then run on the partition as it was written. Afterwards the run knows what it changed
     (days, keys) so that readers with other partitioning can be marked stale (see propagate.py)."""
+    with lh.engine.session() as session:
+        return _run_model(lh, session, model, partition_key, graph or ModelGraph([model]))
+
+
+def _run_model(
+    lh: Lakehouse, session: DuckDBSession, model: SqlModel, partition_key: str | None, graph: ModelGraph
+) -> ModelRun:
     import pyarrow as pa
 
-    graph = graph or ModelGraph([model])
     key = partition_key or ""
     partition = partition_of(model.partitioning, partition_key)
     ns = model.table.namespace
@@ -311,7 +332,7 @@ def run_model(
 
     def chunks() -> Iterator[pa.Table]:
         rejected_parts.clear()
-        with lh.engine.stream(
+        with session.stream(
             model.sql,
             sources,
             params,
@@ -345,12 +366,12 @@ def run_model(
         run.source_rows = lh.tables.dataset(model.reconcile_with, partition).count_rows()
     written = lh.tables.dataset(model.table, partition or None)
     if model.day_index:
-        days = _day_counts(lh, model, written)
+        days = _day_counts(session, model, written)
         before_days = lh.catalog.replace_partition_days(ns, model.table.name, key, days)
         run.changed_days = set(days) | set(before_days)
     if before is not None:
-        run.changed_keys = _changed_keys(lh, model, before, written, change_columns)
-    run.checks = _evaluate_all(lh, model.checks, written, run, sources)
+        run.changed_keys = _changed_keys(session, model, before, written, change_columns)
+    run.checks = _evaluate_all(lh, session, model.checks, written, run, sources)
     run.version = lh.tables.version(model.table)
     run.inputs_changed_meanwhile = [d for d, v in versions_read.items() if version_of(d) != v]
     if run.inputs_changed_meanwhile:
@@ -373,14 +394,22 @@ def run_models(
     A commit costs far more than a day of an aggregate, so a range of days (a backfill, or the days
     late data touched) pays it once. The days' results are held in memory: meant for daily
     aggregates; a single partition streams instead (run_model)."""
-    import pyarrow as pa
 
     if len(partition_keys) == 1 or model.partitioning != "daily":
         return [run_model(lh, model, key, graph) for key in partition_keys]
-    graph = graph or ModelGraph([model])
+    with lh.engine.session() as session:
+        return _run_models(lh, session, model, partition_keys, graph or ModelGraph([model]))
+
+
+def _run_models(
+    lh: Lakehouse, session: DuckDBSession, model: SqlModel, partition_keys: list[str], graph: ModelGraph
+) -> list[ModelRun]:
+    import pyarrow as pa
+
     ns = model.table.namespace
     stale_versions = {k: lh.catalog.stale_version(ns, model.table.name, k) for k in partition_keys}
     empty_inputs = _unbuilt_inputs(lh, model, graph)
+    present = {d for d in model.deps if d not in empty_inputs}  # _unbuilt_inputs raised for the rest
     schema = model.arrow_schema().append(pa.field("dt", pa.string()))
     lh.tables.ensure_table(model.table, schema, list(model.partitioned_by), origin="model")
     reason_column = model.reject_reason_column
@@ -388,12 +417,12 @@ def run_models(
     kept: list[pa.Table] = []
     rejected: list[pa.Table] = []
     sources_by_key = {}
-    days = day_datasets(lh, graph, model, partition_keys)
+    days = day_datasets(lh, graph, model, partition_keys, present)
     for key in partition_keys:
         partition = partition_of("daily", key)
-        sources = {**input_sources(lh, graph, model, partition, days), **empty_inputs}
+        sources = {**input_sources(lh, graph, model, partition, days, present), **empty_inputs}
         sources_by_key[key] = sources
-        result = lh.engine.query(
+        result = session.query(
             model.sql,
             sources,
             model_params(lh, partition),
@@ -422,7 +451,7 @@ def run_models(
     for run, data in zip(runs, kept, strict=True):
         if model.reconcile_with is not None:
             run.source_rows = lh.tables.dataset(model.reconcile_with, run.partition).count_rows()
-        run.checks = _evaluate_all(lh, model.checks, data, run, sources_by_key[run.partition_key])
+        run.checks = _evaluate_all(lh, session, model.checks, data, run, sources_by_key[run.partition_key])
         run.version = version
         lh.catalog.clear_stale(ns, model.table.name, run.partition_key, stale_versions[run.partition_key])
     return runs
