@@ -207,8 +207,9 @@ def test_error_messages_carry_masked_values_only(governed: Lakehouse) -> None:
 def test_the_query_connection_itself_reaches_no_file_python_object_or_setting(tmp_path: Path) -> None:
     """Defense in depth: even a statement that got past the checks runs where nothing else is."""
     raw = pa.table({"vin": [RAW]})  # a Python object in scope: DuckDB's replacement scan must not see it
-    con = DuckDBEngine()._connect({"t": pa.table({"a": [1]})}, None)
-    try:
+    with DuckDBEngine().session() as session:
+        session._bind({"t": pa.table({"a": [1]})}, None)  # a connection as a query sees it
+        con = session._con
         for statement in (
             "select * from raw",
             f"select * from read_text('{tmp_path}')",
@@ -221,8 +222,6 @@ def test_the_query_connection_itself_reaches_no_file_python_object_or_setting(tm
             with pytest.raises(Exception) as info:
                 con.sql(statement).fetchall()
             assert RAW not in str(info.value)
-    finally:
-        con.close()
     assert list(tmp_path.iterdir()) == []
     assert raw.num_rows == 1
 
