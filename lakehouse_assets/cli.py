@@ -296,6 +296,13 @@ def generate_iov_cmd(
 @click.option(
     "--tag", default="", help="Suffix for file names, so a second batch adds files instead of replacing."
 )
+@click.option(
+    "--cohort",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Which players are active each day: another cohort brings other players (for late batches).",
+)
 def generate_game_cmd(
     landing: str | None,
     days: int,
@@ -306,6 +313,7 @@ def generate_game_cmd(
     seed: int,
     profiles: bool,
     tag: str,
+    cohort: int,
 ) -> None:
     """Player profiles and events in the game seed's raw types (binary text, mixed timestamps, late events)."""
     from lakehouse_assets.generate_game import generate_game
@@ -328,6 +336,7 @@ def generate_game_cmd(
         seed=seed,
         with_profiles=profiles,
         tag=tag,
+        cohort=cohort,
     )
     click.echo(
         f"wrote {summary.profile_rows} profile rows and {summary.event_rows} events "

@@ -206,10 +206,12 @@ def generate_game(
     seed: int = 11,
     with_profiles: bool = True,
     tag: str = "",
+    cohort: int = 0,
 ) -> GameSummary:
     """Profiles at the first hour, then `hours_per_day` event files per day (each a landing hour).
 
-    With one file per day it lands at hh=00 and holds the whole day's events (a daily drop)."""
+    With one file per day it lands at hh=00 and holds the whole day's events (a daily drop). A day's
+    active players depend on the day and `cohort`: another cohort brings (partly) other players."""
     summary = GameSummary()
     if with_profiles:
         table = profiles(users, start + dt.timedelta(days=days), seed)
@@ -224,7 +226,12 @@ def generate_game(
             hour = h * span
             begin = dt.datetime.combine(day, dt.time(hour))
             table = events(
-                begin, events_per_day // hours_per_day, users, seed * 1000 + d * 24 + hour, hours=span
+                begin,
+                events_per_day // hours_per_day,
+                users,
+                seed * 1000 + d * 24 + hour,
+                hours=span,
+                cohort=cohort,
             )
             path = event_path(day, hour, f"events_{day:%Y%m%d}_{hour:02d}{tag}")
             landing.write_arrow(path, table)

@@ -37,7 +37,7 @@ lakehouse sql "select dt, round(gmv, 2) as gmv, paying_users, orders, arppu
                from game_db.ads_purchase_trends_daily where dt between '2025-09-01' and '2025-09-04' order by dt"
 
 echo "== 6. Late data: a file of 2025-09-02 lands a week late (other players, some events days older still)"
-lakehouse generate game --days 1 --users 2000 --events-per-day 3000 --start 2025-09-02 --no-profiles --tag _late --seed 99
+lakehouse generate game --days 1 --users 2000 --events-per-day 3000 --start 2025-09-02 --no-profiles --tag _late --seed 99 --cohort 1
 lakehouse scan
 echo "Retention again: 2025-09-02's dau grew, and 2025-09-01's d1 retention with it (only the touched days were rebuilt):"
 lakehouse sql "select dt, dau, d1_retained, d1_retention_rate, d7_retained, d7_retention_rate

@@ -32,3 +32,15 @@ def test_demo_prints_the_seed_style_table_for_one_vehicle(tmp_path: Path) -> Non
     rows = re.findall(r"\| VIN001\s+\| (2025-09-17 \d\d)\s+\| ([\d.]+) km\s+\| ([\d.]+) km/h", out)
     assert [r[0] for r in rows] == [f"2025-09-17 {h}" for h in ("23", "22", "21", "20", "19", "18")]
     assert all(float(km) > 0 and 0 < float(kmh) < 140 for _, km, kmh in rows)
+    # Game analytics: retention and purchase trends of the first days, then again after a late file.
+    retention = re.findall(
+        r"\| (2025-09-0[1-4]) \| (\d+)\s+\| (\d+)\s+\| ([\d.]+)\s+\| (\d+)\s+\| ([\d.]+)\s+\|", out
+    )
+    assert [r[0] for r in retention] == [f"2025-09-0{d}" for d in (1, 2, 3, 4)] * 2
+    before, after = retention[:4], retention[4:]
+    assert all(0 < int(r[2]) <= int(r[1]) and 0 <= float(r[3]) <= 1 for r in retention)
+    assert int(after[1][1]) > int(before[1][1])  # the late file's players joined 2025-09-02's dau
+    assert after[2:] == before[2:]  # days the late file did not touch are unchanged
+    trends = re.findall(r"\| (2025-09-0[1-4]) \| ([\d.]+)\s+\| (\d+)\s+\| (\d+)\s+\| ([\d.]+)\s+\|", out)
+    assert [t[0] for t in trends] == [f"2025-09-0{d}" for d in (1, 2, 3, 4)]
+    assert all(float(gmv) > 0 and int(orders) >= int(payers) > 0 for _, gmv, payers, orders, _ in trends)
