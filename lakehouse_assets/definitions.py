@@ -1,4 +1,4 @@
-"""Assemble the code location: nothing here but wiring (see factory.py, models.py, sensors/)."""
+"""Assemble the code location: nothing here but wiring (see assets.py, jobs.py, sensors/)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,21 @@ from typing import Any
 
 import dagster as dg
 
-from lakehouse_assets.factory import (
-    asset_key,
-    build_model_asset,
-    build_ods_asset,
-    daily_partitions,
-    datascan_ingest_job,
-    hourly_partitions,
-)
-from lakehouse_assets.models import MODELS_ROOT, ModelGraph, SqlModel, load_models
-from lakehouse_assets.oneshot import AUTOMATION_SENSOR
-from resources.catalog import CatalogDB
+from lakehouse.core.ids import TableId
+from lakehouse.core.partitioning import Partitioning
+from lakehouse.core.settings import LakehouseSettings
+from lakehouse.landing.layout import IDENTIFIER
+from lakehouse.models.graph import ModelGraph
+from lakehouse.models.parser import MODELS_ROOT, load_models
+from lakehouse.storage.catalog import CatalogDB
+from lakehouse.storage.object_store import open_object_store
+from lakehouse_assets.assets import asset_key, build_model_asset, build_ods_asset
+from lakehouse_assets.automation import build_automation_sensor
+from lakehouse_assets.jobs import datascan_ingest_job, namespace_job
+from lakehouse_assets.partitions import LakehousePartitions
 from resources.lakehouse import LakehouseResource
-from resources.object_store import open_object_store
-from resources.settings import LakehouseSettings
-from resources.table_store import TableId
-from sensors.layout import IDENTIFIER
-from sensors.propagate import build_propagate_sensor, job_for
-from sensors.sensor import build_datascan_sensor, pipeline_job_name
+from sensors.datascan import build_datascan_sensor
+from sensors.propagate import build_propagate_sensor
 
 
 def discovered_tables(settings: LakehouseSettings) -> set[TableId]:
@@ -44,6 +41,7 @@ def discovered_tables(settings: LakehouseSettings) -> set[TableId]:
 def build_definitions(
     settings: LakehouseSettings | None = None, models_root: Path = MODELS_ROOT
 ) -> dg.Definitions:
+    """The code location for these settings (the LAKEHOUSE_* environment when none are given)."""
     explicit = settings is not None
     settings = settings or LakehouseSettings.from_env()
     models = load_models(models_root)
@@ -52,79 +50,50 @@ def build_definitions(
     sources = {d for m in models for d in m.deps if d not in model_tables}
     ods_tables = sorted(sources | (discovered_tables(settings) - model_tables), key=str)
     namespaces = sorted({t.namespace for t in [*ods_tables, *model_tables]})
-    hourly = {ns: hourly_partitions(ns) for ns in namespaces}
-    daily = daily_partitions(settings.daily_start_date)
+    partitions = LakehousePartitions(namespaces, settings.daily_start_date)
 
-    def partitions_def(model: SqlModel) -> dg.PartitionsDefinition | None:
-        return {"hourly": hourly[model.table.namespace], "daily": daily, "none": None}[model.partitioning]
+    assets = [build_ods_asset(t, partitions.hourly[t.namespace], settings, graph) for t in ods_tables]
+    assets += [
+        build_model_asset(m, partitions.of(m.partitioning, m.table.namespace), settings, graph)
+        for m in models
+    ]
 
-    assets = [build_ods_asset(t, hourly[t.namespace], settings.table_format, graph) for t in ods_tables]
-    assets += [build_model_asset(m, partitions_def(m), settings.table_format, graph) for m in models]
-
-    def keys(ns: str, kind: str) -> list[dg.AssetKey]:
-        return [asset_key(t) for t in ods_tables if t.namespace == ns and kind == "hourly"] + [
-            asset_key(m.table) for m in models if m.table.namespace == ns and m.partitioning == kind
+    def keys(ns: str, kind: Partitioning) -> list[dg.AssetKey]:
+        ods = [asset_key(t) for t in ods_tables if t.namespace == ns] if kind is Partitioning.HOURLY else []
+        return ods + [
+            asset_key(m.table) for m in models if m.table.namespace == ns and m.partitioning is kind
         ]
 
-    jobs = []
-    for ns in namespaces:
-        jobs.append(
-            dg.define_asset_job(
-                pipeline_job_name(ns),
-                selection=dg.AssetSelection.keys(*keys(ns, "hourly")),
-                partitions_def=hourly[ns],
-                description=f"Load and rebuild one hourly partition of namespace {ns}.",
-            )
-        )
-        if keys(ns, "daily"):
-            jobs.append(
-                dg.define_asset_job(
-                    job_for(ns, "daily"),
-                    selection=dg.AssetSelection.keys(*keys(ns, "daily")),
-                    partitions_def=daily,
-                    description=f"Rebuild days of namespace {ns} (e.g. event dates late data touched).",
-                )
-            )
-        if keys(ns, "none"):
-            jobs.append(
-                dg.define_asset_job(
-                    job_for(ns, "none"),
-                    selection=dg.AssetSelection.keys(*keys(ns, "none")),
-                    description=f"Rebuild the unpartitioned tables of namespace {ns}.",
-                )
-            )
+    jobs = {
+        (ns, kind): namespace_job(ns, kind, keys(ns, kind), partitions.of(kind, ns))
+        for ns in namespaces
+        for kind in Partitioning
+        if kind is Partitioning.HOURLY or keys(ns, kind)
+    }
     datascan = build_datascan_sensor(
         interval_seconds=settings.scan_interval_seconds,
         known_tables={t: asset_key(t) for t in ods_tables},
         downstream={t: [asset_key(m.table) for m in graph.datascan_closure(t)] for t in ods_tables},
-        partitions_defs=hourly,
-        jobs=[j for j in jobs if j.name.endswith("_pipeline")],
+        partitions_defs=partitions.hourly,
+        jobs=[job for (_, kind), job in jobs.items() if kind is Partitioning.HOURLY],
         ingest_job=datascan_ingest_job,
     )
     propagate = build_propagate_sensor(
         interval_seconds=settings.scan_interval_seconds,
         partitioning=graph.partitioning,
         rebuilds=lambda t: [asset_key(t), *[asset_key(m.table) for m in graph.hourly_closure(t)]],
-        hourly_defs=hourly,
+        hourly_defs=partitions.hourly,
         daily_start=settings.daily_start_date,
-        jobs=jobs,
+        jobs=list(jobs.values()),
     )
     sensors: list[Any] = [datascan, propagate]
     automated = [asset_key(m.table) for m in models if graph.automated(m)]
     if automated:
-        sensors.append(
-            dg.AutomationConditionSensorDefinition(
-                AUTOMATION_SENSOR,
-                target=dg.AssetSelection.keys(*automated),
-                default_status=dg.DefaultSensorStatus.RUNNING,
-                minimum_interval_seconds=min(settings.scan_interval_seconds, 30),
-                description="Rebuilds days whose input days changed (retention reads d, d+1, d+7).",
-            )
-        )
+        sensors.append(build_automation_sensor(automated, settings.scan_interval_seconds))
     resource = LakehouseResource.from_settings(settings) if explicit else LakehouseResource()
     return dg.Definitions(
         assets=assets,
-        jobs=[*jobs, datascan_ingest_job],
+        jobs=[*jobs.values(), datascan_ingest_job],
         sensors=sensors,
         resources={"lakehouse": resource},
         executor=dg.in_process_executor,  # one process per run: a partition's steps share it (STACK notes)

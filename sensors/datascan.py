@@ -1,160 +1,111 @@
-"""DataScan: compare the landing zone with the manifest and say what must be (re)loaded.
+"""The DataScan sensor: every LAKEHOUSE_SCAN_INTERVAL_SECONDS, find what landed and load it through.
 
-One scan lists object metadata (paths, sizes, fingerprints) and compares it with the manifest in one
-query. It reads no file contents: reading happens in the ODS runs it asks for, so a tick's work
-beyond the listing grows only with what changed.
+It adds new hourly partitions, then asks for one run per changed (namespace, partition): that run
+loads the changed ODS tables and rebuilds every model downstream of them for the same partition.
+Run keys are derived from the pending files' fingerprints, so a tick never launches the same work
+twice, and all state lives in the catalog database, so a daemon restart neither misses nor repeats.
 """
 
-from __future__ import annotations
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import hashlib
-import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+import dagster as dg
 
-from resources.catalog import FileRecord
-from resources.lakehouse import Lakehouse
-from resources.table_store import TableId
-from sensors.layout import LandedFile, Misplaced, classify
-
-
-@dataclass
-class PartitionChange:
-    """Files of one table partition that are new, replaced or gone since the last load."""
-
-    table: TableId
-    partition_key: str
-    paths: list[str] = field(default_factory=list)
-    fingerprints: list[str] = field(default_factory=list)
+from lakehouse.core.ids import TableId
+from lakehouse.core.partitioning import Partitioning
+from lakehouse.landing.scan import scan
+from lakehouse_assets.jobs import job_name
+from resources.lakehouse import LakehouseResource
+from sensors.runs import DATASCAN_TAG, NAMESPACE_TAG, PARTITION_TAG, WRITER_TAG, partitions_in_progress
 
 
-@dataclass
-class ScanResult:
-    changes: list[PartitionChange]
-    """What to (re)load, one entry per table partition."""
-    partitions: dict[str, set[str]]
-    """namespace -> every partition key present in the landing zone."""
-    tables: set[TableId]
-    """Every table folder in the landing zone (conflicting ones included)."""
-    new_conflicts: list[tuple[TableId, str]]
-    """Discovered names held by user tables, reported for the first time."""
-    conflicting: set[TableId]
-    misplaced: list[Misplaced]
-    """Files outside the layout that are newly recorded as rejected."""
-    files_listed: int = 0
-    junk_ignored: int = 0
-    seconds: float = 0.0
-
-    def run_key(self, namespace: str, partition_key: str) -> str:
-        """Same pending state -> same key, so a tick never launches the same work twice."""
-        digest = hashlib.sha256()
-        for change in sorted(self.changes, key=lambda c: (c.table.name, c.partition_key)):
-            if change.table.namespace == namespace and change.partition_key == partition_key:
-                digest.update(
-                    f"{change.table}|{sorted(zip(change.paths, change.fingerprints, strict=True))}".encode()
-                )
-        return f"datascan:{namespace}:{partition_key}:{digest.hexdigest()[:16]}"
-
-    def changes_by_partition(self) -> dict[tuple[str, str], list[PartitionChange]]:
-        grouped: dict[tuple[str, str], list[PartitionChange]] = defaultdict(list)
-        for change in self.changes:
-            grouped[(change.table.namespace, change.partition_key)].append(change)
-        return dict(sorted(grouped.items()))
-
-
-def conflict_reason(lh: Lakehouse, table: TableId) -> str | None:
-    """Why DataScan may not write this table, or None when it may."""
-    origin = lh.tables.origin(table)
-    if origin == "datascan":
-        return None
-    if origin is not None:
-        return (
-            f"table {table} already exists (created by {origin}); DataScan will not overwrite it. "
-            f"Rename the landing folder or drop the table."
-        )
-    if lh.tables.exists(table):
-        return (
-            f"table {table} already exists and was created by a user; DataScan will not overwrite it. "
-            f"Rename the landing folder or drop the table."
-        )
-    return None
-
-
-def scan(lh: Lakehouse) -> ScanResult:
-    started = time.perf_counter()
-    lh.landing.refresh()
-    known = lh.catalog.file_fingerprints()
-    seen: set[str] = set()
-    pending: dict[tuple[TableId, str], PartitionChange] = {}
-    partitions: dict[str, set[str]] = defaultdict(set)
-    tables: set[TableId] = set()
-    misplaced: list[Misplaced] = []
-    listed = junk = 0
-
-    def touch(landed: LandedFile, fingerprint: str) -> None:
-        key = (TableId(landed.namespace, landed.table), landed.partition_key)
-        change = pending.setdefault(key, PartitionChange(key[0], landed.partition_key))
-        change.paths.append(landed.path)
-        change.fingerprints.append(fingerprint)
-
-    for info in lh.landing.walk():
-        listed += 1
-        kind = classify(info.path, info.size)
-        if kind is None:
-            junk += 1
-            continue
-        seen.add(info.path)
-        if isinstance(kind, Misplaced):
-            if known.get(info.path) != info.fingerprint:
-                misplaced.append(kind)
-                lh.catalog.record_files(
-                    [
-                        FileRecord(
-                            path=info.path,
-                            namespace=kind.namespace,
-                            table_name=kind.table,
-                            partition_key=None,
-                            size=info.size,
-                            fingerprint=info.fingerprint,
-                            status="rejected",
-                            reason=kind.reason,
-                        )
-                    ]
-                )
-            continue
-        tables.add(TableId(kind.namespace, kind.table))
-        partitions[kind.namespace].add(kind.partition_key)
-        if known.get(info.path) != info.fingerprint:
-            touch(kind, info.fingerprint)
-
-    # Files that were loaded once and are gone now: their partition must be rebuilt without them.
-    for path in known.keys() - seen:
-        gone = classify(path)
-        if isinstance(gone, LandedFile):
-            touch(gone, "deleted")
-
-    conflicting: set[TableId] = set()
-    new_conflicts: list[tuple[TableId, str]] = []
-    for table in sorted(tables, key=str):
-        reason = conflict_reason(lh, table)
-        if reason:
-            conflicting.add(table)
-            if lh.catalog.record_conflict(table.namespace, table.name, reason):
-                new_conflicts.append((table, reason))
-
-    changes = [
-        c
-        for (t, _), c in sorted(pending.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
-        if t not in conflicting
-    ]
-    return ScanResult(
-        changes=changes,
-        partitions=dict(partitions),
-        tables=tables,
-        new_conflicts=new_conflicts,
-        conflicting=conflicting,
-        misplaced=misplaced,
-        files_listed=listed,
-        junk_ignored=junk,
-        seconds=time.perf_counter() - started,
+def build_datascan_sensor(
+    *,
+    interval_seconds: int,
+    known_tables: Mapping[TableId, dg.AssetKey],
+    downstream: Mapping[TableId, Sequence[dg.AssetKey]],
+    partitions_defs: Mapping[str, dg.DynamicPartitionsDefinition],
+    jobs: Sequence[Any],
+    ingest_job: dg.JobDefinition,
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="datascan",
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        jobs=[*jobs, ingest_job],
+        description="Discovers new tables, hourly partitions, late and replaced files in the landing zone "
+        "and loads them through ODS, DWD and ADS.",
     )
+    def datascan(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
+        result = scan(lakehouse.open())
+        for _table, reason in result.new_conflicts:
+            context.log.warning(f"DataScan conflict: {reason}")
+        for misplaced in result.misplaced:
+            context.log.warning(f"DataScan rejected {misplaced.path}: {misplaced.reason}")
+
+        partition_requests = []
+        for namespace, keys in sorted(result.partitions.items()):
+            if namespace not in partitions_defs:
+                continue  # a namespace found after load: its tables go through the ingest job
+            name = partitions_defs[namespace].name
+            assert name is not None
+            missing = sorted(set(keys) - set(context.instance.get_dynamic_partitions(name)))
+            if missing:
+                partition_requests.append(dg.AddDynamicPartitionsRequest(name, missing))
+
+        busy = partitions_in_progress(context.instance)
+        runs = []
+        waiting = 0
+        for (namespace, key), changes in result.changes_by_partition().items():
+            if (namespace, key) in busy:
+                # One writer per partition: its files stay pending until the running load is done,
+                # so two loads of one partition never race (the next tick picks them up).
+                waiting += 1
+                continue
+            tags = {DATASCAN_TAG: "true", WRITER_TAG: "true", NAMESPACE_TAG: namespace, PARTITION_TAG: key}
+            run_key = result.run_key(namespace, key)
+            selected: list[dg.AssetKey] = []
+            for change in changes:
+                if change.table in known_tables:
+                    selected.append(known_tables[change.table])
+                    selected.extend(downstream.get(change.table, ()))
+                else:
+                    runs.append(
+                        dg.RunRequest(
+                            run_key=f"{run_key}:{change.table.name}",
+                            job_name=ingest_job.name,
+                            tags=tags,
+                            run_config={
+                                "ops": {
+                                    "ingest_new_table_partition": {
+                                        "config": {
+                                            "namespace": namespace,
+                                            "table": change.table.name,
+                                            "partition_key": key,
+                                        }
+                                    }
+                                }
+                            },
+                        )
+                    )
+            if selected:
+                runs.append(
+                    dg.RunRequest(
+                        run_key=run_key,
+                        job_name=job_name(namespace, Partitioning.HOURLY),
+                        partition_key=key,
+                        asset_selection=list(dict.fromkeys(selected)),
+                        tags=tags,
+                    )
+                )
+        context.log.info(
+            f"DataScan: {result.files_listed} objects listed, {result.junk_ignored} junk ignored, "
+            f"{len(result.changes)} changed table partition(s), {len(runs)} run(s), "
+            f"{waiting} partition(s) waiting for a running load, in {result.seconds:.3f}s"
+        )
+        if not runs and not partition_requests:
+            reason = f"{waiting} changed partition(s) wait for running loads" if waiting else "nothing new"
+            return dg.SensorResult(skip_reason=f"{reason} ({result.files_listed} objects listed)")
+        return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=partition_requests)
+
+    return datascan

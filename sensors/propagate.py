@@ -1,6 +1,6 @@
 """The `propagate` sensor: rebuild the partitions that late or changed data left stale.
 
-Writers mark stale partitions in the catalog database (see lakehouse_assets/propagate.py): the days
+Writers mark stale partitions in the catalog database (see lakehouse/models/staleness.py): the days
 an hour of events touched, the hours a changed dimension touches, a dimension whose source changed.
 Every tick turns the marks into runs, one per (namespace, partition key), with a run key made of the
 marks' versions: a mark is requested once per version, and a rebuild that started before a newer
@@ -14,9 +14,11 @@ from typing import Any
 
 import dagster as dg
 
+from lakehouse.core.ids import TableId
+from lakehouse.core.partitioning import RANGE_SEPARATOR, Partitioning, next_day
+from lakehouse_assets.jobs import job_name
 from resources.lakehouse import LakehouseResource
-from resources.table_store import TableId
-from sensors.sensor import NAMESPACE_TAG, PARTITION_TAG, WRITER_TAG, partitions_in_progress, pipeline_job_name
+from sensors.runs import NAMESPACE_TAG, PARTITION_TAG, WRITER_TAG, partitions_in_progress
 
 PROPAGATE_TAG = "lakehouse/propagate"
 MARKS_TAG = "lakehouse/marks"
@@ -25,26 +27,16 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def _next_day(day: str) -> str:
-    return (datetime.date.fromisoformat(day) + datetime.timedelta(days=1)).isoformat()
-
-
-def job_for(namespace: str, partitioning: str) -> str:
-    if partitioning == "hourly":
-        return pipeline_job_name(namespace)
-    return f"{namespace}_daily" if partitioning == "daily" else f"{namespace}_tables"
-
-
 def build_propagate_sensor(
     *,
     interval_seconds: int,
-    partitioning: Callable[[TableId], str],
+    partitioning: Callable[[TableId], Partitioning],
     rebuilds: Callable[[TableId], Sequence[dg.AssetKey]],
     hourly_defs: Mapping[str, dg.DynamicPartitionsDefinition],
     daily_start: str,
     jobs: Sequence[Any],
 ) -> dg.SensorDefinition:
-    """`partitioning(table)` is hourly/daily/none; `rebuilds(table)` the assets one stale partition needs."""
+    """`partitioning(table)` is the table's Partitioning; `rebuilds(table)` the assets one stale partition needs."""
 
     @dg.sensor(
         name="propagate",
@@ -59,12 +51,12 @@ def build_propagate_sensor(
         entries = lh.catalog.stale_entries()
         busy = partitions_in_progress(context.instance)
         last_day = (datetime.date.today() + datetime.timedelta(days=1)).isoformat()
-        groups: dict[tuple[str, str, str], list[Any]] = {}
+        groups: dict[tuple[str, Partitioning, str], list[Any]] = {}
         waiting = out_of_range = 0
         for entry in entries:
             table = TableId(entry.namespace, entry.table_name)
             kind = partitioning(table)
-            if kind == "daily" and not (daily_start <= entry.partition_key <= last_day):
+            if kind is Partitioning.DAILY and not (daily_start <= entry.partition_key <= last_day):
                 out_of_range += 1
                 context.log.warning(
                     f"{table}: day {entry.partition_key} is outside the daily partitions "
@@ -77,16 +69,16 @@ def build_propagate_sensor(
                 continue
             groups.setdefault((entry.namespace, kind, entry.partition_key), []).append(entry)
         # Consecutive stale days needing the same assets run as one range (one process, one run).
-        batches: list[tuple[str, str, str, str, list[Any]]] = []
+        batches: list[tuple[str, Partitioning, str, str, list[Any]]] = []
         for (namespace, kind, key), group in sorted(groups.items()):
             tables = sorted(e.table_name for e in group)
             last = batches[-1] if batches else None
             if (
-                kind == "daily"
+                kind is Partitioning.DAILY
                 and last is not None
                 and last[:2] == (namespace, kind)
                 and sorted({e.table_name for e in last[4]}) == tables
-                and _next_day(last[3]) == key
+                and next_day(last[3]) == key
             ):
                 batches[-1] = (namespace, kind, last[2], key, [*last[4], *group])
             else:
@@ -123,11 +115,11 @@ def build_propagate_sensor(
                 tags |= {
                     RANGE_START_TAG: first,
                     RANGE_END_TAG: last_key,
-                    PARTITION_TAG: f"{first}...{last_key}",
+                    PARTITION_TAG: f"{first}{RANGE_SEPARATOR}{last_key}",
                 }
             else:
                 tags[PARTITION_TAG] = first or "__all__"
-            if kind == "hourly":
+            if kind is Partitioning.HOURLY:
                 name = hourly_defs[namespace].name
                 assert name is not None
                 if not context.instance.has_dynamic_partition(name, first):
@@ -135,7 +127,7 @@ def build_propagate_sensor(
             runs.append(
                 dg.RunRequest(
                     run_key=run_key,
-                    job_name=job_for(namespace, kind),
+                    job_name=job_name(namespace, kind),
                     partition_key=partition_key,
                     asset_selection=list(dict.fromkeys(selection)),
                     tags=tags,

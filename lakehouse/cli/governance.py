@@ -1,0 +1,70 @@
+"""Governance: policy as code, secure sharing, the access audit."""
+
+from __future__ import annotations
+
+import click
+
+from lakehouse.cli.options import format_option, open_lakehouse, render
+from lakehouse.governance.store import POLICY_VIEWS
+
+
+@click.group()
+def policy() -> None:
+    """Roles, grants and data masking as code (MaxCompute's statements)."""
+
+
+@policy.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--project", required=True, help="Namespace that unqualified table names resolve in.")
+def policy_apply(file: str, project: str) -> None:
+    """Apply the statements of FILE atomically (all or nothing); re-applying changes nothing."""
+    from pathlib import Path
+
+    text = Path(file).read_text(encoding="utf-8")
+    report = open_lakehouse().apply_policy(text, project, source=file)
+    for line, change in report.changes:
+        click.echo(f"{file}:{line}: {change}")
+    click.echo(f"{report.statements} statement(s), {len(report.changes)} change(s)")
+
+
+@policy.command("show")
+@click.argument("kind", type=click.Choice(list(POLICY_VIEWS)), default="grants")
+@format_option
+def policy_show(kind: str, fmt: str) -> None:
+    """SHOW GRANTS (default) / ROLES / USERS / MEMBERS / POLICIES / BINDINGS / CHANGES, or MASKING
+    (the seed's SHOW MASKING POLICIES: every policy with the columns it is bound to)."""
+    rows, columns = open_lakehouse().governance.view(kind)
+    click.echo(render(rows, columns, fmt))
+
+
+@click.group()
+def share() -> None:
+    """Secure sharing: masked, granted data for another team (e.g. Spark)."""
+
+
+@share.command("export")
+@click.option("--user", required=True, help="Export as this user: its grants and masks apply.")
+@click.option("--role", help="Only this one of the user's roles.")
+@click.option("--table", "table", required=True, help="namespace.table")
+@click.option("--to", "target", required=True, help="Local folder or s3://bucket/prefix (must be empty).")
+@click.option("--overwrite", is_flag=True, help="Replace a previous share at the target.")
+def share_export(user: str, role: str | None, table: str, target: str, overwrite: bool) -> None:
+    """Write the table as USER sees it (masked) as Parquet files plus _manifest.json."""
+    manifest = open_lakehouse().export_share(table, target, user=user, role=role, overwrite=overwrite)
+    masked = ", ".join(f"{c['name']}:{c['masking']}" for c in manifest["columns"] if c["masking"]) or "none"
+    click.echo(
+        f"exported {manifest['rows']} rows of {manifest['table']} in {len(manifest['files'])} file(s) to {target}"
+    )
+    click.echo(f"masked columns: {masked}")
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@format_option
+def audit(limit: int, fmt: str) -> None:
+    """The latest governed queries, table reads and exports (who, role, tables, rows, outcome).
+
+    The whole log is the system table lakehouse.audit (owner only)."""
+    rows = open_lakehouse().governance.recent_access(limit)
+    columns = ["at", "user_name", "roles", "kind", "tables", "masked_columns", "rows", "status", "reason"]
+    click.echo(render(rows, columns, fmt))

@@ -1,0 +1,147 @@
+"""The configuration contract: every knob is an environment variable, read when asked, never at import.
+
+Names (keep them, users depend on them):
+    LAKEHOUSE_HOME, LAKEHOUSE_LANDING_URI, LAKEHOUSE_WAREHOUSE_URI, LAKEHOUSE_CATALOG_URI,
+    LAKEHOUSE_TABLE_FORMAT, LAKEHOUSE_SCAN_INTERVAL_SECONDS, LAKEHOUSE_DISTANCE_METHOD,
+    LAKEHOUSE_TIMEZONE, LAKEHOUSE_DAILY_START_DATE,
+    AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+TableFormat = Literal["iceberg", "delta"]
+DistanceMethod = Literal["haversine", "planar"]
+
+TABLE_FORMATS: tuple[str, ...] = ("iceberg", "delta")
+DISTANCE_METHODS: tuple[str, ...] = ("haversine", "planar")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the lakehouse cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """The seed's CONNECTION: how to reach S3. The secret never appears in repr, logs or metadata."""
+
+    endpoint_url: str | None = None
+    """Custom endpoint (MinIO, moto, OSS's S3 API); None means AWS itself."""
+    access_key_id: str | None = None
+    """Access key id; None lets botocore find credentials itself."""
+    secret_access_key: str | None = field(default=None, repr=False)
+    """Secret key. Kept out of repr on purpose."""
+    region: str | None = None
+    """Region name, e.g. us-east-1."""
+
+    def options(self, names: Mapping[str, str]) -> dict[str, str]:
+        """The credentials under a library's own option names ({field: option}); unset ones left out."""
+        return {option: value for name, option in names.items() if (value := getattr(self, name))}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> S3Credentials:
+        return cls(
+            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        )
+
+
+def as_uri(location: str) -> str:
+    """A local path becomes an absolute path; URIs with a scheme are kept."""
+    if "://" in location:
+        if location.startswith("file://"):
+            return str(Path(location.removeprefix("file://")).resolve())
+        return location.rstrip("/")
+    return str(Path(location).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class LakehouseSettings:
+    """Where the lakehouse lives and how it behaves."""
+
+    home: str
+    """Root for the embedded defaults (landing, warehouse, catalog). Env: LAKEHOUSE_HOME."""
+    landing_uri: str
+    """Where raw files land: a local path or s3://bucket/prefix. Env: LAKEHOUSE_LANDING_URI."""
+    warehouse_uri: str
+    """Where table data and metadata are written. Env: LAKEHOUSE_WAREHOUSE_URI."""
+    catalog_uri: str
+    """SQLAlchemy URL of the catalog database. Env: LAKEHOUSE_CATALOG_URI."""
+    table_format: TableFormat = "iceberg"
+    """Open table format of every table. Env: LAKEHOUSE_TABLE_FORMAT."""
+    scan_interval_seconds: int = 300
+    """How often the DataScan sensor runs. Env: LAKEHOUSE_SCAN_INTERVAL_SECONDS."""
+    distance_method: DistanceMethod = "haversine"
+    """How ADS mileage is computed between consecutive points. Env: LAKEHOUSE_DISTANCE_METHOD."""
+    timezone: str = "UTC"
+    """IANA zone in which epoch timestamps become local times and dates (game events). Env: LAKEHOUSE_TIMEZONE."""
+    daily_start_date: str = "2020-01-01"
+    """First day of the daily (event-date) partitions. Env: LAKEHOUSE_DAILY_START_DATE."""
+    s3: S3Credentials = field(default_factory=S3Credentials)
+    """Credentials for s3:// locations."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LakehouseSettings:
+        env = os.environ if env is None else env
+        home = as_uri(env.get("LAKEHOUSE_HOME") or "./.lakehouse")
+        if "://" in home:
+            raise ConfigError(f"LAKEHOUSE_HOME must be a local folder, got {home!r}")
+        table_format = (env.get("LAKEHOUSE_TABLE_FORMAT") or "iceberg").lower()
+        if table_format not in TABLE_FORMATS:
+            raise ConfigError(f"LAKEHOUSE_TABLE_FORMAT must be one of {TABLE_FORMATS}, got {table_format!r}")
+        method = (env.get("LAKEHOUSE_DISTANCE_METHOD") or "haversine").lower()
+        if method not in DISTANCE_METHODS:
+            raise ConfigError(f"LAKEHOUSE_DISTANCE_METHOD must be one of {DISTANCE_METHODS}, got {method!r}")
+        raw_interval = env.get("LAKEHOUSE_SCAN_INTERVAL_SECONDS") or "300"
+        try:
+            interval = int(raw_interval)
+        except ValueError:
+            raise ConfigError(
+                f"LAKEHOUSE_SCAN_INTERVAL_SECONDS must be a whole number of seconds, got {raw_interval!r}"
+            ) from None
+        if interval < 1:
+            raise ConfigError(f"LAKEHOUSE_SCAN_INTERVAL_SECONDS must be at least 1, got {interval}")
+        catalog = env.get("LAKEHOUSE_CATALOG_URI") or f"sqlite:///{home}/catalog.db"
+        timezone = env.get("LAKEHOUSE_TIMEZONE") or "UTC"
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(timezone)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            raise ConfigError(
+                f"LAKEHOUSE_TIMEZONE must be an IANA time zone such as UTC or Asia/Shanghai, got {timezone!r}"
+            ) from None
+        start = env.get("LAKEHOUSE_DAILY_START_DATE") or "2020-01-01"
+        try:
+            import datetime
+
+            start = datetime.date.fromisoformat(start).isoformat()
+        except ValueError:
+            raise ConfigError(
+                f"LAKEHOUSE_DAILY_START_DATE must be a date YYYY-MM-DD, got {start!r}"
+            ) from None
+        return cls(
+            home=home,
+            landing_uri=as_uri(env.get("LAKEHOUSE_LANDING_URI") or f"{home}/landing"),
+            warehouse_uri=as_uri(env.get("LAKEHOUSE_WAREHOUSE_URI") or f"{home}/warehouse"),
+            catalog_uri=catalog,
+            table_format=table_format,  # type: ignore[arg-type]
+            scan_interval_seconds=interval,
+            distance_method=method,  # type: ignore[arg-type]
+            timezone=timezone,
+            daily_start_date=start,
+            s3=S3Credentials.from_env(env),
+        )
+
+    @classmethod
+    def for_home(cls, home: str | Path, **overrides: object) -> LakehouseSettings:
+        """Embedded defaults under one folder (tests, demos), other env settings ignored."""
+        base = cls.from_env({"LAKEHOUSE_HOME": str(home)})
+        return replace(base, **overrides)  # type: ignore[arg-type]

@@ -1,0 +1,188 @@
+"""DuckDB: the embedded engine, over Arrow datasets (see shared STACK notes: no DuckDB extensions here).
+
+Tables are handed to DuckDB as lazy pyarrow datasets, so filters and projections are pushed into
+the scan. Named parameters ($dt, $hh, ...) are bound, never pasted into SQL text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.engines.base import QueryError
+from lakehouse.engines.sql import quote_ident
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lakehouse.core.ids import TableId
+
+
+class DuckDBEngine:
+    """Run SQL over named Arrow sources in a fresh in-memory DuckDB (one per query: no shared state).
+
+    A sequence of trusted statements (one model run: its days, checks and bookkeeping) may share one
+    connection through `session()`: opening a DuckDB database costs ~30 ms, a statement on an open
+    one ~3 ms. Governed queries never use a session: each gets a connection of its own."""
+
+    name = "duckdb"
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self.threads = threads
+        self.memory_limit = memory_limit
+
+    def _open(self) -> Any:
+        import duckdb
+
+        config: dict[str, Any] = {}
+        if self.threads:
+            config["threads"] = self.threads
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        con = duckdb.connect(":memory:", config=config)
+        # Queries see only what is registered: no files, no URLs, no settings changes.
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+        return con
+
+    @contextmanager
+    def session(self) -> Iterator[DuckDBSession]:
+        """One connection for several trusted statements, closed at the end."""
+        con = self._open()
+        try:
+            yield DuckDBSession(con)
+        finally:
+            con.close()
+
+    def query(
+        self,
+        sql: str,
+        sources: Mapping[TableId | str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        default_namespace: str | None = None,
+        statement_name: str = "query",
+    ) -> pa.Table:
+        """Run one statement (on a connection of its own) and return its result as an Arrow table."""
+        with self.session() as session:
+            return session.query(
+                sql, sources, params, default_namespace=default_namespace, statement_name=statement_name
+            )
+
+    @contextmanager
+    def stream(
+        self,
+        sql: str,
+        sources: Mapping[TableId | str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        default_namespace: str | None = None,
+        statement_name: str = "query",
+        batch_rows: int = 262_144,
+    ) -> Iterator[pa.RecordBatchReader]:
+        """Run one statement (on a connection of its own) and stream its result in record batches."""
+        with (
+            self.session() as session,
+            session.stream(
+                sql,
+                sources,
+                params,
+                default_namespace=default_namespace,
+                statement_name=statement_name,
+                batch_rows=batch_rows,
+            ) as reader,
+        ):
+            yield reader
+
+
+class DuckDBSession:
+    """Statements on one DuckDB connection, one at a time: each statement's sources are bound as
+    views for it alone (namespace.table, or a bare name) and dropped when it is done."""
+
+    def __init__(self, con: Any) -> None:
+        self._con = con
+        self._busy = False
+        self._schemas: set[str] = set()
+        self._statements = 0
+
+    def _bind(self, sources: Mapping[TableId | str, Any], default_namespace: str | None) -> list[str]:
+        con = self._con
+        self._statements += 1
+        schema = default_namespace or "main"
+        for namespace in {schema, *(i.namespace for i in sources if not isinstance(i, str))} - self._schemas:
+            if namespace != "main":
+                con.execute(f"create schema if not exists {quote_ident(namespace)}")
+            self._schemas.add(namespace)
+        con.execute(f"use {quote_ident(schema)}")
+        bound: list[str] = []
+        for i, (ident, source) in enumerate(sources.items()):
+            namespace, name = ("main", ident) if isinstance(ident, str) else (ident.namespace, ident.name)
+            alias = f"__source_{self._statements}_{i}"
+            con.register(alias, source)
+            bound.append(alias)
+            view = f"{quote_ident(namespace)}.{quote_ident(name)}"
+            con.execute(f"create view {view} as select * from {alias}")
+            bound.append(view)
+        return bound
+
+    def _unbind(self, bound: list[str]) -> None:
+        for name in reversed(bound):
+            if name.startswith("__source_"):
+                self._con.unregister(name)
+            else:
+                self._con.execute(f"drop view if exists {name}")
+
+    def query(
+        self,
+        sql: str,
+        sources: Mapping[TableId | str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        default_namespace: str | None = None,
+        statement_name: str = "query",
+    ) -> pa.Table:
+        with self.stream(
+            sql, sources, params, default_namespace=default_namespace, statement_name=statement_name
+        ) as reader:
+            return reader.read_all()
+
+    @contextmanager
+    def stream(
+        self,
+        sql: str,
+        sources: Mapping[TableId | str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        default_namespace: str | None = None,
+        statement_name: str = "query",
+        batch_rows: int = 262_144,
+    ) -> Iterator[pa.RecordBatchReader]:
+        """Run one statement and stream its result in record batches (bounded memory)."""
+        import duckdb
+        import pyarrow as pa
+
+        if self._busy:
+            raise RuntimeError("a DuckDB session runs one statement at a time; finish reading the last one")
+        self._busy = True
+        used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
+
+        def batches(reader: Any) -> Iterator[pa.RecordBatch]:
+            try:
+                yield from reader
+            except duckdb.Error as exc:
+                raise QueryError(f"{statement_name}: {str(exc).splitlines()[0]}") from None
+
+        bound: list[str] = []
+        try:
+            try:
+                bound = self._bind(sources, default_namespace)
+                reader = self._con.sql(sql, params=used or None).to_arrow_reader(batch_rows)
+            except duckdb.Error as exc:
+                raise QueryError(f"{statement_name}: {str(exc).splitlines()[0]}") from None
+            yield pa.RecordBatchReader.from_batches(reader.schema, batches(reader))
+        finally:
+            try:
+                self._unbind(bound)
+            finally:
+                self._busy = False

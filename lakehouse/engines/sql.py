@@ -1,0 +1,107 @@
+"""What a query reads and whether it may run, from its parse tree (sqlglot), for every engine.
+
+Used by the model parser (dependencies), the owner's read-only path and the governed path (which
+functions and table functions a governed query may use, which columns it mentions).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lakehouse.engines.base import QueryError, ReadOnlyViolation
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def referenced_tables(sql: str, dialect: str = "duckdb") -> list[tuple[str | None, str]]:
+    """(namespace or None, table) for every table the query reads, CTE names excluded."""
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read=dialect)
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    found: list[tuple[str | None, str]] = []
+    for table in tree.find_all(exp.Table):
+        if not table.name or (not table.db and table.name in ctes):
+            continue
+        key = (table.db or None, table.name)
+        if key not in found:
+            found.append(key)
+    return found
+
+
+def ensure_read_only(sql: str) -> None:
+    """Refuse anything but one SELECT-style query (no DDL, DML, PRAGMA, several statements)."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except ParseError as exc:
+        raise QueryError(f"cannot parse query: {str(exc).splitlines()[0]}") from None
+    if len(statements) != 1:
+        raise ReadOnlyViolation(f"exactly one statement is allowed, got {len(statements)}")
+    statement = statements[0]
+    if not isinstance(statement, exp.Query):
+        raise ReadOnlyViolation(f"only read-only queries are allowed, not {statement.key.upper()}")
+    for node in statement.walk():
+        if isinstance(node, exp.Insert | exp.Update | exp.Delete | exp.Create | exp.Drop | exp.Command):
+            raise ReadOnlyViolation(f"only read-only queries are allowed, found {node.key.upper()}")
+
+
+# Table functions a governed query may use in FROM: they generate values and read nothing.
+GOVERNED_TABLE_FUNCTIONS = {"range", "generate_series", "unnest"}
+# Functions a governed query may not call anywhere: they read files, settings, the environment, the
+# engine's own catalog, or run SQL text (which would escape the checks made on the query's text).
+_FORBIDDEN_FUNCTION = re.compile(
+    r"^(read_|parquet_|glob$|query$|query_table$|getenv$|current_setting$|duckdb_|pragma_|sniff_|iceberg_|"
+    r"delta_|sqlite_|postgres_|mysql_|json_execute|which_secret$|load_|install_|arrow_scan|python_|"
+    r"checkpoint$|force_checkpoint$|test_|repeat_row$|seq_scan$|index_scan$|summary$|iceberg|delta)"
+)
+
+
+def _function_name(node: Any) -> str:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    return str(node.sql_name()).lower()
+
+
+def ensure_governed_query(sql: str) -> None:
+    """ensure_read_only, and on top: FROM names only tables (no table functions but a few value
+    generators) and no function reaching files, settings, the environment or the engine's catalog.
+
+    Defense in depth: a governed connection holds only masked data anyway (see Lakehouse.sql)."""
+    import sqlglot
+    from sqlglot import exp
+
+    ensure_read_only(sql)
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    for table in tree.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            name = _function_name(table.this) if isinstance(table.this, exp.Func) else table.this.key
+            if name not in GOVERNED_TABLE_FUNCTIONS:
+                raise ReadOnlyViolation(f"table function {name}() is not allowed in a governed query")
+    for func in tree.find_all(exp.Func):
+        name = _function_name(func)
+        if _FORBIDDEN_FUNCTION.match(name):
+            raise ReadOnlyViolation(f"function {name}() is not allowed in a governed query")
+
+
+def query_identifiers(sql: str) -> set[str] | None:
+    """Lower-case names the query mentions (columns it may read), or None when it may read every
+    column (`*`, COLUMNS(...)). Used to read only the columns a query needs."""
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    if any(not isinstance(star.parent, exp.Count) for star in tree.find_all(exp.Star)):
+        return None
+    if any(_function_name(f) == "columns" for f in tree.find_all(exp.Func)):
+        return None
+    return {str(i.name).lower() for i in tree.find_all(exp.Identifier)}

@@ -1,0 +1,208 @@
+"""The `Lakehouse` facade: object store + catalog + table store + engine + governance, from settings.
+
+Every entry point uses it: the Dagster resource, the CLI, the share, and (later) serving and
+training. Its parts are built lazily, so opening a lakehouse costs nothing until a part is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.core.ids import TableId
+from lakehouse.core.settings import LakehouseSettings, as_uri
+from lakehouse.storage.catalog import CatalogDB, TableRecord
+from lakehouse.storage.object_store import ObjectStore, open_object_store
+from lakehouse.storage.tables import TableStore, open_table_store
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lakehouse.engines.base import Engine
+    from lakehouse.governance.access import GovernedAccess
+    from lakehouse.governance.policy_apply import ApplyReport
+    from lakehouse.governance.store import GovernanceDB, Mask
+
+
+class Lakehouse:
+    """Everything a pipeline step, a command or a reader needs, built lazily from settings."""
+
+    def __init__(self, settings: LakehouseSettings) -> None:
+        self.settings = settings
+
+    @classmethod
+    def from_env(cls) -> Lakehouse:
+        """The lakehouse the LAKEHOUSE_* environment describes (ConfigError naming a bad variable)."""
+        return cls(LakehouseSettings.from_env())
+
+    # --- parts ---------------------------------------------------------------------------------
+    @cached_property
+    def landing(self) -> ObjectStore:
+        return open_object_store(self.settings.landing_uri, self.settings.s3)
+
+    def object_store(self, location: str) -> ObjectStore:
+        """Another folder or bucket prefix, reached with the lakehouse's S3 credentials."""
+        return open_object_store(as_uri(location), self.settings.s3)
+
+    @cached_property
+    def catalog(self) -> CatalogDB:
+        return CatalogDB(self.settings.catalog_uri)
+
+    @cached_property
+    def tables(self) -> TableStore:
+        return open_table_store(self.settings, self.catalog)
+
+    @cached_property
+    def engine(self) -> Engine:
+        from lakehouse.engines import open_engine
+
+        return open_engine()
+
+    @cached_property
+    def governance(self) -> GovernanceDB:
+        from lakehouse.governance.store import GovernanceDB
+
+        return GovernanceDB(self.settings.catalog_uri)
+
+    @cached_property
+    def access(self) -> GovernedAccess:
+        """Grants, masks and audit for every read made on behalf of a user (see governance/access.py)."""
+        from lakehouse.governance.access import GovernedAccess
+
+        return GovernedAccess(self)
+
+    # --- reading ---------------------------------------------------------------------------------
+    def sources(self, idents: list[TableId], partition: dict[str, str] | None = None) -> dict[TableId, Any]:
+        """Lazy datasets for the given tables (optionally one partition of each)."""
+        return {ident: self.tables.dataset(ident, partition) for ident in idents}
+
+    def canonical(self, namespace: str, name: str) -> TableId:
+        """The catalog's spelling of a table named in any case (SQL identifiers are case-insensitive)."""
+        wanted = (namespace.lower(), name.lower())
+        for record in self.catalog.list_tables():
+            if (record.namespace.lower(), record.name.lower()) == wanted:
+                return TableId(record.namespace, record.name)
+        return TableId(namespace, name)
+
+    def sql(
+        self, query: str, user: str | None = None, role: str | None = None, project: str | None = None
+    ) -> pa.Table:
+        """Read-only SQL (DuckDB dialect) over the catalog's tables as namespace.table.
+
+        Without user and role the caller is the owner: every table, real values. With a user (and
+        optionally one of its roles) the query is governed: see GovernedAccess.sql. `project` is the
+        namespace unqualified table names resolve in."""
+        principal = self.access.principal(user, role, "query", query)
+        if not principal.is_owner:
+            return self.access.sql(query, principal, project)
+        return self._owner_sql(query, project)
+
+    def _owner_sql(self, query: str, project: str | None) -> pa.Table:
+        from lakehouse.engines.base import QueryError
+        from lakehouse.engines.sql import ensure_read_only, referenced_tables
+
+        ensure_read_only(query)
+        referenced = referenced_tables(query)
+        system = self.system_tables() if any(ns == "lakehouse" for ns, _ in referenced) else {}
+        sources: dict[TableId | str, Any] = {}
+        for namespace, name in referenced:
+            if namespace is None and project is None:
+                raise QueryError(f"table {name!r} must be qualified as namespace.table")
+            ident = TableId(namespace or project or "", name)
+            if ident in system:
+                sources[ident] = system[ident]
+            elif self.tables.exists(ident):
+                sources[ident] = self.tables.dataset(ident)
+            else:
+                raise QueryError(f"table {ident} does not exist (see `lakehouse tables`)")
+        return self.engine.query(query, sources, default_namespace=project)
+
+    def read_table(
+        self,
+        table: TableId | str,
+        user: str | None = None,
+        role: str | None = None,
+        columns: list[str] | None = None,
+        partition: dict[str, str] | None = None,
+    ) -> pa.Table:
+        """A table as Arrow under the same rules as `sql` (for serving and training code)."""
+        ident = TableId.parse(table) if isinstance(table, str) else table
+        principal = self.access.principal(user, role, "read_table", str(ident))
+        if principal.is_owner:
+            return self.tables.dataset(ident, partition).to_table(columns=columns)
+        return self.access.read_table(ident, principal, columns, partition)
+
+    def masked_batches(
+        self,
+        ident: TableId,
+        masks: Mapping[str, Mask],
+        columns: list[str] | None = None,
+        partition: dict[str, str] | None = None,
+    ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """The table's current snapshot as record batches with the masked columns masked."""
+        return self.access.masked_batches(ident, masks, columns, partition)
+
+    def partitions(self, table: TableId | str) -> pa.Table:
+        """Row counts per partition of a table, by the partition columns the table really has."""
+        from lakehouse.engines.sql import quote_ident
+
+        ident = TableId.parse(table) if isinstance(table, str) else table
+        if not self.tables.exists(ident):
+            from lakehouse.engines.base import QueryError
+
+            raise QueryError(f"table {ident} does not exist (see `lakehouse tables`)")
+        columns = ", ".join(quote_ident(c) for c in self.tables.partition_columns(ident))
+        name = f"{quote_ident(ident.namespace)}.{quote_ident(ident.name)}"
+        if not columns:
+            return self.sql(f"select count(*) as rows from {name}")
+        return self.sql(f"select {columns}, count(*) as rows from {name} group by all order by all")
+
+    # --- governance -------------------------------------------------------------------------------
+    def apply_policy(self, text: str, project: str, source: str = "<policy>") -> ApplyReport:
+        """Apply policy statements atomically (see governance/policy_apply.py)."""
+        from lakehouse.governance.policy_apply import apply_policy
+
+        return apply_policy(self, text, project, source)
+
+    def export_share(
+        self, table: str, target: str, user: str, role: str | None = None, overwrite: bool = False
+    ) -> dict[str, Any]:
+        """Export the table as `user` sees it; returns the share's manifest (see governance/share.py)."""
+        from lakehouse.governance.share import export_share
+
+        return export_share(self, table, target, user=user, role=role, overwrite=overwrite)
+
+    # --- bookkeeping ------------------------------------------------------------------------------
+    def table_records(self, namespace: str | None = None) -> list[TableRecord]:
+        """The tables the lakehouse manages (format, origin, location)."""
+        return self.catalog.list_tables(namespace)
+
+    def rejected_files(self) -> list[dict[str, Any]]:
+        """Landed files DataScan rejected, with the reason."""
+        return self.catalog.file_rows(status="rejected")
+
+    def system_tables(self) -> dict[TableId, Any]:
+        """The bookkeeping tables as Arrow, exposed to SQL under the `lakehouse` namespace (owner only)."""
+        import pyarrow.compute as pc
+
+        from lakehouse.governance import store as g
+        from lakehouse.storage.catalog import conflicts_t, files_t, tables_t
+
+        files = self.catalog.as_arrow(files_t)
+        rejected = files.filter(pc.equal(files["status"], "rejected"))
+        gov = self.governance
+        return {
+            TableId("lakehouse", "files"): files,
+            TableId("lakehouse", "rejected_files"): rejected.drop_columns(["fingerprint", "status", "rows"]),
+            TableId("lakehouse", "tables"): self.catalog.as_arrow(tables_t),
+            TableId("lakehouse", "conflicts"): self.catalog.as_arrow(conflicts_t),
+            TableId("lakehouse", "audit"): gov.as_arrow(g.access_t),
+            TableId("lakehouse", "policy_changes"): gov.as_arrow(g.changes_t),
+            TableId("lakehouse", "roles"): gov.as_arrow(g.roles_t),
+            TableId("lakehouse", "users"): gov.as_arrow(g.users_t),
+            TableId("lakehouse", "role_members"): gov.as_arrow(g.members_t),
+            TableId("lakehouse", "grants"): gov.as_arrow(g.grants_t),
+            TableId("lakehouse", "masking_policies"): gov.as_arrow(g.policies_t),
+            TableId("lakehouse", "masking_bindings"): gov.as_arrow(g.bindings_t),
+        }

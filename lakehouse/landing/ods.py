@@ -1,0 +1,163 @@
+"""ODS: load one partition of a landed table, exactly as its files are now.
+
+A partition is rebuilt from all its current files every time (late files, replaced files and deleted
+files are then all the same case), and written with one atomic overwrite: re-runs never duplicate.
+Corrupt or incompatible files are rejected with the reason, recorded in the manifest, and the rest of
+the partition is still loaded. Raw files are only ever read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lakehouse.core.ids import TableId
+from lakehouse.core.partitioning import split_hour_key
+from lakehouse.landing.layout import LandedFile, classify, partition_prefix
+from lakehouse.landing.scan import conflict_reason
+from lakehouse.storage.catalog import FileRecord
+from lakehouse.storage.object_store import UnreadableFileError
+from lakehouse.storage.schemas import SchemaConflictError, conform, merge_schemas, normalize_schema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lakehouse.facade import Lakehouse
+
+SOURCE_FILE_COLUMN = "_source_file"
+PARTITION_COLUMNS = ("dt", "hh")
+
+
+class TableConflictError(RuntimeError):
+    """The discovered table name belongs to a table DataScan did not create."""
+
+
+@dataclass
+class IngestReport:
+    table: TableId
+    partition_key: str
+    rows: int = 0
+    loaded: list[FileRecord] = field(default_factory=list)
+    rejected: list[FileRecord] = field(default_factory=list)
+    schema_changed: bool = False
+    created: bool = False
+
+
+def _landed_files(lh: Lakehouse, table: TableId, key: str) -> list[tuple[LandedFile, int, str]]:
+    prefix = partition_prefix(table.namespace, table.name, key)
+    found = []
+    for info in lh.landing.walk(prefix):
+        kind = classify(info.path, info.size)
+        if isinstance(kind, LandedFile):
+            found.append((kind, info.size, info.fingerprint))
+    return found
+
+
+class _FileFailed(Exception):
+    """A file failed while its rows were being streamed into the partition write."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+        self.reason = reason
+
+
+def _with_lineage(data: pa.Table, path: str, dt_value: str, hh_value: str) -> pa.Table:
+    import pyarrow as pa
+
+    data = data.drop_columns([c for c in (SOURCE_FILE_COLUMN, *PARTITION_COLUMNS) if c in data.column_names])
+    n = data.num_rows
+    data = data.append_column(SOURCE_FILE_COLUMN, pa.repeat(pa.scalar(path, pa.string()), n))
+    data = data.append_column("dt", pa.repeat(pa.scalar(dt_value, pa.string()), n))
+    return data.append_column("hh", pa.repeat(pa.scalar(hh_value, pa.string()), n))
+
+
+def _lineage_schema(schema: pa.Schema) -> pa.Schema:
+    import pyarrow as pa
+
+    kept = [f for f in schema if f.name not in (SOURCE_FILE_COLUMN, *PARTITION_COLUMNS)]
+    return pa.schema(
+        [
+            *kept,
+            pa.field(SOURCE_FILE_COLUMN, pa.string()),
+            pa.field("dt", pa.string()),
+            pa.field("hh", pa.string()),
+        ]
+    )
+
+
+def ingest_partition(lh: Lakehouse, table: TableId, key: str) -> IngestReport:
+    """Rebuild the ODS partition from its current files, in two passes with bounded memory.
+
+    Pass 1 reads only footers: unreadable files and incompatible schemas are rejected there, and
+    the table schema is evolved once. Pass 2 streams row groups / stripes into one atomic write;
+    a file that fails mid-stream is rejected and the write is retried without it."""
+    import pyarrow as pa
+
+    dt_value, hh_value = split_hour_key(key)
+    reason = conflict_reason(lh, table)
+    if reason:
+        raise TableConflictError(reason)
+
+    report = IngestReport(table, key)
+    exists = lh.tables.exists(table)
+    before = lh.tables.schema(table) if exists else None
+    schema = before
+    accepted: list[FileRecord] = []
+    for landed, size, fingerprint in _landed_files(lh, table, key):
+        record = FileRecord(landed.path, table.namespace, table.name, key, size, fingerprint, "loaded")
+        where = f"{lh.landing.uri}/{landed.path}"
+        try:
+            incoming = _lineage_schema(lh.landing.read_schema(landed.path))
+            schema = (
+                merge_schemas(schema, incoming, where) if schema is not None else normalize_schema(incoming)
+            )
+        except (UnreadableFileError, SchemaConflictError) as exc:
+            report.rejected.append(_rejected(record, str(exc)))
+            continue
+        accepted.append(record)
+
+    if schema is None:
+        # Nothing readable and no table yet: nothing to register, but remember the rejections.
+        lh.catalog.replace_partition_files(table.namespace, table.name, key, report.rejected)
+        return report
+
+    final_schema = lh.tables.ensure_table(table, schema, list(PARTITION_COLUMNS), origin="datascan")
+    report.created = not exists
+    report.schema_changed = before is not None and not before.equals(final_schema)
+
+    while True:
+        rows: dict[str, int] = {}
+
+        def chunks(files: list[FileRecord] = accepted, rows: dict[str, int] = rows) -> Iterator[pa.Table]:
+            rows.clear()
+            for record in files:
+                try:
+                    for part in lh.landing.iter_arrow(record.path):
+                        chunk = conform(_with_lineage(part, record.path, dt_value, hh_value), final_schema)
+                        rows[record.path] = rows.get(record.path, 0) + chunk.num_rows
+                        yield chunk
+                except UnreadableFileError as exc:
+                    raise _FileFailed(record.path, str(exc)) from exc
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise _FileFailed(
+                        record.path,
+                        f"{lh.landing.uri}/{record.path}: cannot convert to the table schema ({exc})",
+                    ) from exc
+
+        try:
+            report.rows = lh.tables.overwrite_partition(table, chunks, {"dt": dt_value, "hh": hh_value})
+            break
+        except _FileFailed as failed:  # nothing was committed: drop the file and write again
+            bad = next(r for r in accepted if r.path == failed.path)
+            accepted = [r for r in accepted if r.path != failed.path]
+            report.rejected.append(_rejected(bad, failed.reason))
+
+    report.loaded = [FileRecord(**{**r.__dict__, "rows": rows.get(r.path, 0)}) for r in accepted]
+    lh.catalog.replace_partition_files(table.namespace, table.name, key, [*report.loaded, *report.rejected])
+    return report
+
+
+def _rejected(record: FileRecord, reason: str) -> FileRecord:
+    return FileRecord(**{**record.__dict__, "status": "rejected", "reason": reason})

@@ -1,0 +1,1 @@
+"""SQL models: spec, parser, graph, what a partition reads, runs, checks, change detection, staleness."""

@@ -1,0 +1,1 @@
+"""Where data is kept: the landing object store, the catalog database, open-format table stores."""

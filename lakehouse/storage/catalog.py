@@ -1,0 +1,312 @@
+"""The lakehouse's own bookkeeping, kept in the catalog database beside the table catalog.
+
+- lakehouse_tables: every table the lakehouse manages, its format, location and origin
+  (datascan = discovered from landing folders, model = built from dbt_like_sql).
+- lakehouse_files: DataScan's manifest, one row per landed file that was loaded or rejected, with the
+  fingerprint that was read. A file whose current fingerprint differs is new, late or replaced.
+- lakehouse_conflicts: discovered names that a user-created table already holds.
+
+Keeping this in the database (not in a sensor cursor) makes a daemon restart neither miss nor
+reprocess files, and lets `lakehouse sql` query it as lakehouse.files / lakehouse.rejected_files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+from lakehouse.storage.catalog_schema import (  # noqa: F401 - the tables are part of the catalog's interface
+    conflicts_t,
+    files_t,
+    metadata,
+    partition_days_t,
+    stale_t,
+    tables_t,
+)
+
+
+@dataclass(frozen=True)
+class StaleEntry:
+    namespace: str
+    table_name: str
+    partition_key: str
+    version: int
+    reason: str | None
+
+
+def arrow_schema(table: sa.Table) -> pa.Schema:
+    """The Arrow schema of a bookkeeping table, from its SQLAlchemy columns (one declaration)."""
+    import pyarrow as pa
+
+    def arrow_type(column: sa.Column[Any]) -> pa.DataType:
+        if isinstance(column.type, sa.Integer):  # BigInteger too
+            return pa.int64()
+        if isinstance(column.type, sa.DateTime):
+            return pa.timestamp("us")
+        if isinstance(column.type, sa.String):  # Text is a String too
+            return pa.string()
+        raise TypeError(f"{table.name}.{column.name}: no Arrow type for {column.type!r}")
+
+    return pa.schema([(c.name, arrow_type(c)) for c in table.columns])
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the manifest knows about one landed file."""
+
+    path: str
+    namespace: str | None
+    table_name: str | None
+    partition_key: str | None
+    size: int
+    fingerprint: str
+    status: str
+    """loaded | rejected"""
+    rows: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TableRecord:
+    namespace: str
+    name: str
+    format: str
+    location: str
+    origin: str
+
+
+class CatalogDB:
+    """Typed access to the bookkeeping tables. Cheap to create; the engine is shared per URL."""
+
+    _engines: dict[str, sa.Engine] = {}
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url not in CatalogDB._engines:
+            if url.startswith("sqlite:///"):
+                from pathlib import Path
+
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, pool_pre_ping=True)
+            if url.startswith("sqlite"):
+                # Several processes (daemon, runs, CLI) share the file: wait for locks, don't fail.
+                @sa.event.listens_for(engine, "connect")
+                def _pragmas(conn: Any, _record: Any) -> None:
+                    cur = conn.cursor()
+                    cur.execute("PRAGMA busy_timeout = 30000")
+                    cur.execute("PRAGMA journal_mode = WAL")
+                    cur.close()
+
+            metadata.create_all(engine)
+            CatalogDB._engines[url] = engine
+        self.engine = CatalogDB._engines[url]
+
+    # --- tables ---------------------------------------------------------------------------
+    def register_table(self, record: TableRecord) -> None:
+        with self.engine.begin() as conn:
+            existing = conn.execute(
+                sa.select(tables_t.c.name).where(
+                    tables_t.c.namespace == record.namespace, tables_t.c.name == record.name
+                )
+            ).first()
+            if existing is not None:
+                return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(tables_t).values(**record.__dict__, created_at=utc_now()))
+        except sa.exc.IntegrityError:
+            pass  # registered by another process between our look and our insert
+
+    def get_table(self, namespace: str, name: str) -> TableRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(tables_t).where(tables_t.c.namespace == namespace, tables_t.c.name == name)
+            ).first()
+        if row is None:
+            return None
+        return TableRecord(row.namespace, row.name, row.format, row.location, row.origin)
+
+    def list_tables(self, namespace: str | None = None) -> list[TableRecord]:
+        query = sa.select(tables_t).order_by(tables_t.c.namespace, tables_t.c.name)
+        if namespace:
+            query = query.where(tables_t.c.namespace == namespace)
+        with self.engine.connect() as conn:
+            return [
+                TableRecord(r.namespace, r.name, r.format, r.location, r.origin) for r in conn.execute(query)
+            ]
+
+    # --- conflicts ------------------------------------------------------------------------
+    def record_conflict(self, namespace: str, name: str, reason: str) -> bool:
+        """Record once; True when it is new."""
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                sa.select(conflicts_t.c.name).where(
+                    conflicts_t.c.namespace == namespace, conflicts_t.c.name == name
+                )
+            ).first()
+            if found:
+                return False
+            conn.execute(
+                sa.insert(conflicts_t).values(
+                    namespace=namespace, name=name, reason=reason, first_seen=utc_now()
+                )
+            )
+            return True
+
+    def as_arrow(self, table: sa.Table) -> pa.Table:
+        """A bookkeeping table as Arrow, its schema derived from the table's own declaration."""
+        import pyarrow as pa
+
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(*table.primary_key))]
+        return pa.Table.from_pylist(rows, schema=arrow_schema(table))
+
+    # --- files ----------------------------------------------------------------------------
+    def file_fingerprints(self) -> dict[str, str]:
+        """path -> fingerprint of everything loaded or rejected so far (one query, two columns)."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(files_t.c.path, files_t.c.fingerprint)).tuples().all())
+
+    def replace_partition_files(
+        self, namespace: str, table: str, partition_key: str, records: Iterable[FileRecord]
+    ) -> None:
+        """The partition's manifest becomes exactly `records` (files gone from landing drop out)."""
+        now = utc_now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.delete(files_t).where(
+                    files_t.c.namespace == namespace,
+                    files_t.c.table_name == table,
+                    files_t.c.partition_key == partition_key,
+                )
+            )
+            values = [{**r.__dict__, "updated_at": now} for r in records]
+            if values:
+                conn.execute(sa.insert(files_t), values)
+
+    def record_files(self, records: Iterable[FileRecord]) -> None:
+        """Upsert single files (used for files rejected before they belong to a partition)."""
+        now = utc_now()
+        with self.engine.begin() as conn:
+            for r in records:
+                conn.execute(sa.delete(files_t).where(files_t.c.path == r.path))
+                conn.execute(sa.insert(files_t).values(**r.__dict__, updated_at=now))
+
+    def file_rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(files_t).order_by(files_t.c.path)
+        if status:
+            query = query.where(files_t.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # --- stale partitions (late data propagation) -------------------------------------------
+    def mark_stale(self, namespace: str, table: str, keys: Iterable[str], reason: str) -> None:
+        """Bump the version of each (table, partition key); one transaction."""
+        keys = sorted(set(keys))
+        if not keys:
+            return
+        now = utc_now()
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        statement = insert(stale_t)
+        statement = statement.on_conflict_do_update(
+            index_elements=[stale_t.c.namespace, stale_t.c.table_name, stale_t.c.partition_key],
+            set_={"version": stale_t.c.version + 1, "reason": statement.excluded.reason, "updated_at": now},
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                statement,
+                [
+                    {
+                        "namespace": namespace,
+                        "table_name": table,
+                        "partition_key": key,
+                        "version": 1,
+                        "done_version": 0,
+                        "reason": reason,
+                        "updated_at": now,
+                    }
+                    for key in keys
+                ],
+            )
+
+    def stale_entries(self, namespace: str | None = None) -> list[StaleEntry]:
+        query = (
+            sa.select(stale_t)
+            .where(stale_t.c.version > stale_t.c.done_version)
+            .order_by(stale_t.c.namespace, stale_t.c.partition_key, stale_t.c.table_name)
+        )
+        if namespace:
+            query = query.where(stale_t.c.namespace == namespace)
+        with self.engine.connect() as conn:
+            return [
+                StaleEntry(r.namespace, r.table_name, r.partition_key, r.version, r.reason)
+                for r in conn.execute(query)
+            ]
+
+    def stale_version(self, namespace: str, table: str, key: str) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(stale_t.c.version).where(
+                    stale_t.c.namespace == namespace,
+                    stale_t.c.table_name == table,
+                    stale_t.c.partition_key == key,
+                )
+            ).scalar()
+
+    def clear_stale(self, namespace: str, table: str, key: str, up_to_version: int | None) -> None:
+        """The partition was rebuilt from inputs as of `up_to_version`: later changes keep it stale."""
+        if up_to_version is None:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(stale_t)
+                .where(
+                    stale_t.c.namespace == namespace,
+                    stale_t.c.table_name == table,
+                    stale_t.c.partition_key == key,
+                    stale_t.c.done_version < up_to_version,
+                )
+                .values(done_version=up_to_version)
+            )
+
+    # --- day index ----------------------------------------------------------------------------
+    def replace_partition_days(
+        self, namespace: str, table: str, partition_key: str, days: dict[str, int]
+    ) -> dict[str, int]:
+        """Record the days the partition now holds; returns the days it held before."""
+        where = (
+            (partition_days_t.c.namespace == namespace)
+            & (partition_days_t.c.table_name == table)
+            & (partition_days_t.c.partition_key == partition_key)
+        )
+        with self.engine.begin() as conn:
+            before = dict(
+                conn.execute(sa.select(partition_days_t.c.day, partition_days_t.c.rows).where(where))
+                .tuples()
+                .all()
+            )
+            conn.execute(sa.delete(partition_days_t).where(where))
+            if days:
+                conn.execute(
+                    sa.insert(partition_days_t),
+                    [
+                        {"namespace": namespace, "table_name": table, "partition_key": partition_key}
+                        | {"day": day, "rows": rows}
+                        for day, rows in sorted(days.items())
+                    ],
+                )
+        return before

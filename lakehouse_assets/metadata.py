@@ -1,0 +1,75 @@
+"""Materialization and definition metadata: what a user sees of a table in the Dagster UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from lakehouse.core.ids import TableId
+from lakehouse.core.settings import LakehouseSettings
+from lakehouse.governance.store import MASKING_ENABLED_KEY, table_governance
+from lakehouse.landing.ods import IngestReport
+from lakehouse.models.spec import SqlModel, arrow_type
+
+
+def md_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(c, "")).replace("|", "\\|") for c in columns) + " |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def ingest_metadata(report: IngestReport) -> dict[str, Any]:
+    return {
+        "dagster/row_count": report.rows,
+        "files_loaded": len(report.loaded),
+        "files_rejected": len(report.rejected),
+        "rejected_files": md_table([r.__dict__ for r in report.rejected], ["path", "reason"]),
+        "schema_changed": report.schema_changed,
+        "table_created": report.created,
+    }
+
+
+def marked_metadata(marked: dict[TableId, list[str]]) -> dict[str, Any]:
+    if not marked:
+        return {}
+    return {"marked_stale": dg.MetadataValue.json({str(t): keys for t, keys in marked.items()})}
+
+
+def column_schema(model: SqlModel) -> dg.TableSchema:
+    columns = [
+        dg.TableColumn(c.name, str(arrow_type(c.type)), description=c.description) for c in model.columns
+    ]
+    described = {"dt": "Partition date", "hh": "Partition hour (landing folder)"}
+    declared = {c.name for c in model.columns}
+    columns += [
+        dg.TableColumn(c, "string", description=described.get(c, "Partition column"))
+        for c in model.partitioned_by
+        if c not in declared
+    ]
+    return dg.TableSchema(columns=columns)
+
+
+def governance_metadata(table: TableId, settings: LakehouseSettings) -> dict[str, Any]:
+    """Which columns of the table are masked, for which roles, and who may read it.
+
+    Read when the code location loads (reload it after `lakehouse policy apply`). A catalog that does
+    not exist yet, or cannot be read, gives no governance metadata rather than a broken code location."""
+    found = table_governance(settings, table)
+    if found is None:
+        return {}
+    bindings, readers = found["bindings"], found["readers"]
+    lines = ["| column | masked for roles | function | policy |", "|---|---|---|---|"]
+    lines += [f"| {b['column']} | {b['roles']} | {b['function']} | {b['policy']} |" for b in bindings]
+    if bindings and not bindings[0]["enabled"]:
+        lines.append(
+            f"\nMasking is switched off for project {table.namespace} ({MASKING_ENABLED_KEY}=false)."
+        )
+    return {
+        "governance/masked_columns": dg.MetadataValue.md(
+            "\n".join(lines) if bindings else "no masked columns"
+        ),
+        "governance/masked_column_names": dg.MetadataValue.json(sorted({b["column"] for b in bindings})),
+        "governance/readers": dg.MetadataValue.json(readers),
+    }
