@@ -166,9 +166,9 @@ def raw_files(landing_root: str, table: str, namespace: str = "game_db") -> list
     """The table's landed data files that can be read (junk and corrupt files are not data)."""
     import pyarrow.parquet as pq
 
-    from resources.object_store import open_object_store
-    from resources.settings import S3Credentials
-    from sensors.layout import LandedFile, classify
+    from lakehouse.core.settings import S3Credentials
+    from lakehouse.landing.layout import LandedFile, classify
+    from lakehouse.storage.object_store import open_object_store
 
     store = open_object_store(landing_root, S3Credentials())
     found = []
@@ -212,11 +212,19 @@ def _raw_view(con: Any, name: str, files: list[RawFile], columns: list[str]) -> 
         )
 
 
-def recompute(landing_root: str, timezone: str = "UTC", threads: int | None = None) -> dict[str, pa.Table]:
-    """Every DWD and ADS table of the game seed, from every readable raw file, in one DuckDB session."""
+def recompute(
+    landing_root: str,
+    timezone: str = "UTC",
+    threads: int | None = None,
+    export: tuple[str, ...] | None = None,
+) -> dict[str, pa.Table]:
+    """The game seed's tables from every readable raw file, in one DuckDB session.
+
+    Only the tables in `export` (default: all) leave DuckDB as Arrow; the others stay intermediate,
+    so a baseline that needs only the ADS does no more work than the answer needs."""
     import duckdb
 
-    from lakehouse_assets.generate_game import PROFILE_COLUMNS
+    from lakehouse.demo.game import PROFILE_COLUMNS
 
     con = duckdb.connect(":memory:", config={"threads": threads} if threads else {})
     _raw_view(con, "raw_profile", raw_files(landing_root, "ods_user_profile"), ["user_id", *PROFILE_COLUMNS])
@@ -230,7 +238,8 @@ def recompute(landing_root: str, timezone: str = "UTC", threads: int | None = No
     for name, sql in SCRIPT.items():
         params = {"timezone": timezone} if "$timezone" in sql else None
         con.execute(f"create table {name} as {sql}", params)
-        results[name] = con.sql(f"select * from {name}").to_arrow_table()
+        if export is None or name in export:
+            results[name] = con.sql(f"select * from {name}").to_arrow_table()
     con.close()
     return results
 
