@@ -8,18 +8,31 @@ export LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 export DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster_home
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast dev lint bench bench-iov bench-game clean
+.PHONY: help install system-deps lock demo test test-fast dev lint bench bench-iov bench-game clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv and install the project with its test extras (idempotent)
+install: system-deps $(STAMP) ## Create .venv and install the project with its test extras, pinned by constraints.txt (idempotent)
 
-$(STAMP): pyproject.toml
+system-deps: ## Debian packages the tests need when missing: a headless Java runtime (PySpark)
+	@command -v java >/dev/null 2>&1 || { \
+		echo "installing a headless Java runtime (PySpark needs one)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jre-headless; }
+
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
+
+lock: ## Refresh constraints.txt: resolve pyproject.toml anew in a scratch venv and pin what it installed
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -e '.[test]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^lakehouse' > constraints.txt
+	rm -rf .lock-venv
+	@echo "constraints.txt refreshed: run make test, then commit it"
 
 demo: install ## Both seed pipelines end to end: GPS (VIN001 hourly stats), then game analytics with a late file
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
