@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from lakehouse.engines.base import Engine
     from lakehouse.governance.access import GovernedAccess
+    from lakehouse.governance.audit import AuditLog
     from lakehouse.governance.policy_apply import ApplyReport
     from lakehouse.governance.store import GovernanceDB, Mask
 
@@ -66,6 +67,13 @@ class Lakehouse:
         return GovernanceDB(self.settings.catalog_uri)
 
     @cached_property
+    def audit(self) -> AuditLog:
+        """The tamper-evident access audit (see governance/audit.py)."""
+        from lakehouse.governance.audit import AuditLog
+
+        return AuditLog(self.governance.engine, self.settings.home)
+
+    @cached_property
     def access(self) -> GovernedAccess:
         """Grants, masks and audit for every read made on behalf of a user (see governance/access.py)."""
         from lakehouse.governance.access import GovernedAccess
@@ -78,12 +86,28 @@ class Lakehouse:
         return {ident: self.tables.dataset(ident, partition) for ident in idents}
 
     def canonical(self, namespace: str, name: str) -> TableId:
-        """The catalog's spelling of a table named in any case (SQL identifiers are case-insensitive)."""
+        """The catalog's spelling of a table named in any case (SQL identifiers are case-insensitive);
+        a name the catalog does not know, lower-cased, so that a table that does not exist and one
+        that is not granted get the same answer in any spelling."""
         wanted = (namespace.lower(), name.lower())
         for record in self.catalog.list_tables():
             if (record.namespace.lower(), record.name.lower()) == wanted:
                 return TableId(record.namespace, record.name)
-        return TableId(namespace, name)
+        return TableId(*wanted)
+
+    def check_partition(self, table: TableId, partition: Mapping[str, str] | None) -> None:
+        """Refuse a partition filter on a column the table is not partitioned by (it would be ignored)."""
+        if not partition:
+            return
+        from lakehouse.engines.base import QueryError
+
+        columns = self.tables.partition_columns(table)
+        wrong = sorted(set(partition) - set(columns))
+        if wrong:
+            raise QueryError(
+                f"{table}: {', '.join(wrong)} is not a partition column "
+                f"(partition columns: {', '.join(columns) or 'none'})"
+            )
 
     def sql(
         self, query: str, user: str | None = None, role: str | None = None, project: str | None = None
@@ -127,11 +151,12 @@ class Lakehouse:
         partition: dict[str, str] | None = None,
     ) -> pa.Table:
         """A table as Arrow under the same rules as `sql` (for serving and training code)."""
-        ident = TableId.parse(table) if isinstance(table, str) else table
-        principal = self.access.principal(user, role, "read_table", str(ident))
+        principal = self.access.principal(user, role, "read_table", str(table))
         if principal.is_owner:
+            ident = TableId.parse(table) if isinstance(table, str) else table
+            self.check_partition(ident, partition)
             return self.tables.dataset(ident, partition).to_table(columns=columns)
-        return self.access.read_table(ident, principal, columns, partition)
+        return self.access.read_table(table, principal, columns, partition)
 
     def masked_batches(
         self,

@@ -24,18 +24,32 @@ from sensors.datascan import build_datascan_sensor
 from sensors.propagate import build_propagate_sensor
 
 
-def discovered_tables(settings: LakehouseSettings) -> set[TableId]:
-    """Tables DataScan registered before, plus table folders already in the landing zone."""
-    found = {
-        TableId(r.namespace, r.name)
-        for r in CatalogDB(settings.catalog_uri).list_tables()
-        if r.origin == "datascan"
-    }
+def discovered_tables(settings: LakehouseSettings, known: set[TableId]) -> set[TableId]:
+    """Tables DataScan registered before, plus table folders already in the landing zone.
+
+    Names are case-insensitive: a folder spelled like a known table (or an earlier folder) in another
+    case is no table of its own (DataScan reports it as a conflict)."""
+    registered = sorted(
+        (TableId(r.namespace, r.name) for r in CatalogDB(settings.catalog_uri).list_tables()),
+        key=lambda t: (t not in known, str(t)),
+    )
     landing = open_object_store(settings.landing_uri, settings.s3)
-    for namespace in landing.list_dirs():
-        if IDENTIFIER.match(namespace):
-            found |= {TableId(namespace, t) for t in landing.list_dirs(namespace) if IDENTIFIER.match(t)}
-    return found
+    folders = sorted(
+        (
+            TableId(namespace, t)
+            for namespace in landing.list_dirs()
+            if IDENTIFIER.match(namespace)
+            for t in landing.list_dirs(namespace)
+            if IDENTIFIER.match(t)
+        ),
+        key=str,
+    )
+    spelled: dict[tuple[str, str], TableId] = {}
+    for table in [*sorted(known, key=str), *registered, *folders]:
+        spelled.setdefault((table.namespace.lower(), table.name.lower()), table)
+    origin = {(r.namespace, r.name): r.origin for r in CatalogDB(settings.catalog_uri).list_tables()}
+    found = {t for t in registered if origin.get((t.namespace, t.name)) == "datascan"} | set(folders)
+    return {t for t in found if spelled[(t.namespace.lower(), t.name.lower())] == t}
 
 
 def build_definitions(
@@ -48,7 +62,9 @@ def build_definitions(
     graph = ModelGraph(models)
     model_tables = {m.table for m in models}
     sources = {d for m in models for d in m.deps if d not in model_tables}
-    ods_tables = sorted(sources | (discovered_tables(settings) - model_tables), key=str)
+    ods_tables = sorted(
+        sources | (discovered_tables(settings, model_tables | sources) - model_tables), key=str
+    )
     namespaces = sorted({t.namespace for t in [*ods_tables, *model_tables]})
     partitions = LakehousePartitions(namespaces, settings.daily_start_date)
 

@@ -58,13 +58,47 @@ def share_export(user: str, role: str | None, table: str, target: str, overwrite
     click.echo(f"masked columns: {masked}")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
 @format_option
-def audit(limit: int, fmt: str) -> None:
-    """The latest governed queries, table reads and exports (who, role, tables, rows, outcome).
+@click.pass_context
+def audit(ctx: click.Context, limit: int, fmt: str) -> None:
+    """The latest governed queries, table reads and exports (who, role, tables, rows, outcome);
+    `lakehouse audit verify` checks the trail's chain.
 
-    The whole log is the system table lakehouse.audit (owner only)."""
-    rows = open_lakehouse().governance.recent_access(limit)
-    columns = ["at", "user_name", "roles", "kind", "tables", "masked_columns", "rows", "status", "reason"]
+    Every attempt has a row, written before it runs (status started) and completed after. The whole
+    log is the system table lakehouse.audit (owner only)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = open_lakehouse().audit.recent(limit)
+    columns = [
+        "id",
+        "at",
+        "user_name",
+        "roles",
+        "kind",
+        "tables",
+        "masked_columns",
+        "rows",
+        "status",
+        "reason",
+    ]
     click.echo(render(rows, columns, fmt))
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit trail's chain: exit 1 naming each row that was changed, inserted or deleted."""
+    report = open_lakehouse().audit.verify()
+    unchained = report.rows - report.chained
+    detail = f" ({unchained} older row(s) from before the chain)" if unchained else ""
+    if not report.ok:
+        for problem in report.problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(
+            f"audit trail NOT intact: {len(report.problems)} problem(s) in {report.rows} rows"
+        )
+    click.echo(
+        f"audit trail intact: {report.chained} chained row(s){detail}, "
+        f"{report.started} attempt(s) never completed"
+    )

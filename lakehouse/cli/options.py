@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -38,6 +39,14 @@ def format_option(command: F) -> F:
     )(command)
 
 
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters that would break a line or reorder text on a terminal: shown escaped in tables and CSV."""
+
+
+def _escape(char: re.Match[str]) -> str:
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char.group(), f"\\u{ord(char.group()):04x}")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
@@ -48,19 +57,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _shown(value: Any) -> Any:
+    """A value as a table or CSV cell: one line, no control characters (a newline in a table name
+    must not forge a line of `lakehouse audit`)."""
+    value = _plain(value)
+    return CONTROL.sub(_escape, value) if isinstance(value, str) else value
+
+
 def render(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> str:
+    """Rows as JSON (every field; JSON escapes control characters itself), CSV or a table (the given
+    columns, control characters escaped)."""
     if fmt == "json":
         return json.dumps([{k: _plain(v) for k, v in r.items()} for r in rows], ensure_ascii=False)
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
-        writer.writerows({k: _plain(v) for k, v in r.items()} for r in rows)
+        writer.writerows({c: _shown(r.get(c)) for c in columns} for r in rows)
         return out.getvalue().rstrip("\n")
     from tabulate import tabulate
 
     return tabulate(
-        [[_plain(r[c]) for c in columns] for r in rows],
+        [[_shown(r.get(c)) for c in columns] for r in rows],
         headers=columns,
         tablefmt="psql",
         disable_numparse=True,

@@ -4,12 +4,15 @@ Names (keep them, users depend on them):
     LAKEHOUSE_HOME, LAKEHOUSE_LANDING_URI, LAKEHOUSE_WAREHOUSE_URI, LAKEHOUSE_CATALOG_URI,
     LAKEHOUSE_TABLE_FORMAT, LAKEHOUSE_SCAN_INTERVAL_SECONDS, LAKEHOUSE_DISTANCE_METHOD,
     LAKEHOUSE_TIMEZONE, LAKEHOUSE_DAILY_START_DATE,
+    LAKEHOUSE_QUERY_TIMEOUT_SECONDS, LAKEHOUSE_QUERY_MEMORY_LIMIT (governed queries),
+    LAKEHOUSE_MASKING_SALT, LAKEHOUSE_AUDIT_KEY (secrets: read where used, never kept here),
     AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +23,18 @@ DistanceMethod = Literal["haversine", "planar"]
 
 TABLE_FORMATS: tuple[str, ...] = ("iceberg", "delta")
 DISTANCE_METHODS: tuple[str, ...] = ("haversine", "planar")
+
+
+MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def default_query_memory_limit() -> str:
+    """A quarter of this machine's memory, in MB (the engine's own default is 80%)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "2GB"
+    return f"{max(total // 4 // 2**20, 64)}MB"
 
 
 class ConfigError(ValueError):
@@ -84,6 +99,10 @@ class LakehouseSettings:
     """IANA zone in which epoch timestamps become local times and dates (game events). Env: LAKEHOUSE_TIMEZONE."""
     daily_start_date: str = "2020-01-01"
     """First day of the daily (event-date) partitions. Env: LAKEHOUSE_DAILY_START_DATE."""
+    query_timeout_seconds: float = 60.0
+    """Wall-time limit of one governed query. Env: LAKEHOUSE_QUERY_TIMEOUT_SECONDS."""
+    query_memory_limit: str = field(default_factory=default_query_memory_limit)
+    """Engine memory limit of one governed query, e.g. 4GB. Env: LAKEHOUSE_QUERY_MEMORY_LIMIT."""
     s3: S3Credentials = field(default_factory=S3Credentials)
     """Credentials for s3:// locations."""
 
@@ -127,6 +146,20 @@ class LakehouseSettings:
             raise ConfigError(
                 f"LAKEHOUSE_DAILY_START_DATE must be a date YYYY-MM-DD, got {start!r}"
             ) from None
+        raw_timeout = env.get("LAKEHOUSE_QUERY_TIMEOUT_SECONDS") or "60"
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout < float("inf"):
+            raise ConfigError(
+                f"LAKEHOUSE_QUERY_TIMEOUT_SECONDS must be a positive number of seconds, got {raw_timeout!r}"
+            )
+        memory = (env.get("LAKEHOUSE_QUERY_MEMORY_LIMIT") or default_query_memory_limit()).strip()
+        if not MEMORY_SIZE.match(memory):
+            raise ConfigError(
+                f"LAKEHOUSE_QUERY_MEMORY_LIMIT must be a size such as 512MB or 4GB, got {memory!r}"
+            )
         return cls(
             home=home,
             landing_uri=as_uri(env.get("LAKEHOUSE_LANDING_URI") or f"{home}/landing"),
@@ -137,6 +170,8 @@ class LakehouseSettings:
             distance_method=method,  # type: ignore[arg-type]
             timezone=timezone,
             daily_start_date=start,
+            query_timeout_seconds=timeout,
+            query_memory_limit=memory,
             s3=S3Credentials.from_env(env),
         )
 

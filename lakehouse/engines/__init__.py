@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from lakehouse.engines.base import Engine, QueryError, ReadOnlyViolation, Session
+from lakehouse.engines.base import Engine, QueryError, QueryLimitExceeded, ReadOnlyViolation, Session
 
-__all__ = ["Engine", "QueryError", "ReadOnlyViolation", "Session", "open_engine"]
+__all__ = ["Engine", "QueryError", "QueryLimitExceeded", "ReadOnlyViolation", "Session", "open_engine"]
 
 
-def open_engine(name: str = "duckdb") -> Engine:
-    """The engine by name; `duckdb` is the only one this release ships."""
+def open_engine(
+    name: str = "duckdb", *, memory_limit: str | None = None, timeout_seconds: float | None = None
+) -> Engine:
+    """The engine by name (`duckdb` is the only one this release ships), optionally with limits that
+    every statement it runs must keep (governed queries)."""
     if name == "duckdb":
         from lakehouse.engines.duckdb import DuckDBEngine
 
-        return DuckDBEngine()
+        return DuckDBEngine(memory_limit=memory_limit, timeout_seconds=timeout_seconds)
     raise ValueError(f"unknown engine {name!r}; available: duckdb")

@@ -25,6 +25,10 @@ class QueryError(Exception):
     """A statement failed; the message names the statement (model or query) and DuckDB's reason."""
 
 
+class QueryLimitExceeded(QueryError):
+    """A statement ran past its time or memory limit and was stopped; the message names the limit."""
+
+
 class ReadOnlyViolation(QueryError):
     """Only single read-only queries are allowed on this path."""
 

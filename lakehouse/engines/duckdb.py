@@ -6,11 +6,12 @@ the scan. Named parameters ($dt, $hh, ...) are bound, never pasted into SQL text
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.engines.base import QueryError
+from lakehouse.engines.base import QueryError, QueryLimitExceeded
 from lakehouse.engines.sql import quote_ident
 
 if TYPE_CHECKING:
@@ -28,9 +29,17 @@ class DuckDBEngine:
 
     name = "duckdb"
 
-    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None:
         self.threads = threads
         self.memory_limit = memory_limit
+        """DuckDB's memory_limit for each connection (e.g. '4GB'); past it a statement fails."""
+        self.timeout_seconds = timeout_seconds
+        """Wall time a statement may take, reading its result included; then it is interrupted."""
 
     def _open(self) -> Any:
         import duckdb
@@ -51,7 +60,7 @@ class DuckDBEngine:
         """One connection for several trusted statements, closed at the end."""
         con = self._open()
         try:
-            yield DuckDBSession(con)
+            yield DuckDBSession(con, self.timeout_seconds, self.memory_limit)
         finally:
             con.close()
 
@@ -100,8 +109,12 @@ class DuckDBSession:
     """Statements on one DuckDB connection, one at a time: each statement's sources are bound as
     views for it alone (namespace.table, or a bare name) and dropped when it is done."""
 
-    def __init__(self, con: Any) -> None:
+    def __init__(
+        self, con: Any, timeout_seconds: float | None = None, memory_limit: str | None = None
+    ) -> None:
         self._con = con
+        self._timeout = timeout_seconds
+        self._memory_limit = memory_limit
         self._busy = False
         self._schemas: set[str] = set()
         self._statements = 0
@@ -167,21 +180,41 @@ class DuckDBSession:
         self._busy = True
         used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
 
+        def failure(exc: Exception) -> QueryError:
+            if isinstance(exc, duckdb.InterruptException) and self._timeout is not None:
+                return QueryLimitExceeded(
+                    f"{statement_name}: cancelled after {self._timeout:g} s, "
+                    "the limit LAKEHOUSE_QUERY_TIMEOUT_SECONDS sets"
+                )
+            if isinstance(exc, duckdb.OutOfMemoryException) and self._memory_limit:
+                return QueryLimitExceeded(
+                    f"{statement_name}: needs more memory than {self._memory_limit}, "
+                    "the limit LAKEHOUSE_QUERY_MEMORY_LIMIT sets"
+                )
+            return QueryError(f"{statement_name}: {str(exc).splitlines()[0]}")
+
         def batches(reader: Any) -> Iterator[pa.RecordBatch]:
             try:
                 yield from reader
             except duckdb.Error as exc:
-                raise QueryError(f"{statement_name}: {str(exc).splitlines()[0]}") from None
+                raise failure(exc) from None
 
+        # The clock covers running the statement and reading its result; on expiry the connection's
+        # work is interrupted (nothing keeps running after the error).
+        timer = threading.Timer(self._timeout, self._con.interrupt) if self._timeout else None
         bound: list[str] = []
         try:
             try:
                 bound = self._bind(sources, default_namespace)
+                if timer is not None:
+                    timer.start()
                 reader = self._con.sql(sql, params=used or None).to_arrow_reader(batch_rows)
             except duckdb.Error as exc:
-                raise QueryError(f"{statement_name}: {str(exc).splitlines()[0]}") from None
+                raise failure(exc) from None
             yield pa.RecordBatchReader.from_batches(reader.schema, batches(reader))
         finally:
+            if timer is not None:
+                timer.cancel()
             try:
                 self._unbind(bound)
             finally:

@@ -95,7 +95,8 @@ def ensure_governed_query(sql: str) -> None:
 
 def query_identifiers(sql: str) -> set[str] | None:
     """Lower-case names the query mentions (columns it may read), or None when it may read every
-    column (`*`, COLUMNS(...)). Used to read only the columns a query needs."""
+    column (`*`, COLUMNS(...), a whole-row reference to a table or its alias). Used to read only the
+    columns a query needs."""
     import sqlglot
     from sqlglot import exp
 
@@ -104,4 +105,11 @@ def query_identifiers(sql: str) -> set[str] | None:
         return None
     if any(_function_name(f) == "columns" for f in tree.find_all(exp.Func)):
         return None
+    # A table or its alias used as a value is the whole row: to_json(t), t['col'], struct_pack(t).
+    relations = {str(t.name).lower() for t in tree.find_all(exp.Table)}
+    relations |= {str(t.alias).lower() for t in tree.find_all(exp.Table) if t.alias}
+    relations |= {str(a.alias).lower() for a in tree.find_all(exp.TableAlias) if a.alias}
+    for column in tree.find_all(exp.Column):
+        if not column.table and str(column.name).lower() in relations:
+            return None
     return {str(i.name).lower() for i in tree.find_all(exp.Identifier)}

@@ -8,32 +8,84 @@ registered. So joins, filters, aggregates, functions and subqueries all see mask
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.core.ids import TableId
-from lakehouse.governance.store import Mask, PermissionDenied, Principal
+from lakehouse.governance.store import OWNER, Mask, PermissionDenied, Principal
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from lakehouse.engines.base import Engine
     from lakehouse.facade import Lakehouse
 
 
+@dataclass
+class Attempt:
+    """What one audited attempt touched, filled in as it goes."""
+
+    id: int
+    tables: list[TableId] = field(default_factory=list)
+    masks: dict[TableId, dict[str, Mask]] = field(default_factory=dict)
+    rows: int | None = None
+
+
+def masked_column_list(masks: Mapping[Any, Mapping[str, Mask]] | None) -> list[str]:
+    """table.column:FUNCTION for each masked column, as the audit records them."""
+    return [
+        f"{table}.{column}:{mask.function}"
+        for table, columns in (masks or {}).items()
+        for column, mask in sorted(columns.items())
+    ]
+
+
 class GovernedAccess:
-    """The governed half of the facade: principals, governed SQL and reads, masked batches."""
+    """The governed half of the facade: principals, governed SQL and reads, masked batches.
+
+    Every attempt is audited: a refused principal as one complete row; anything else as a row written
+    before the work starts (so a killed query leaves its row, status started) and completed after."""
 
     def __init__(self, lakehouse: Lakehouse) -> None:
         self.lakehouse = lakehouse
 
+    @cached_property
+    def engine(self) -> Engine:
+        """The engine for governed queries: every statement within the query limits."""
+        from lakehouse.engines import open_engine
+
+        settings = self.lakehouse.settings
+        return open_engine(
+            memory_limit=settings.query_memory_limit, timeout_seconds=settings.query_timeout_seconds
+        )
+
     def principal(self, user: str | None, role: str | None, kind: str, statement: str) -> Principal:
-        """Who asks (the owner without user and role); a refused login is audited, then raised."""
-        gov = self.lakehouse.governance
+        """Who asks (the owner without user and role); a refused principal is audited, then raised."""
+        from lakehouse.governance.store import audit_name
+
+        lh = self.lakehouse
         try:
-            return gov.resolve(user, role)
+            return lh.governance.resolve(user, role)
         except PermissionDenied as exc:
-            asked = Principal(user, frozenset({role}) if role else frozenset())
-            gov.record_access(asked, kind, [], None, None, "denied", str(exc), statement)
+            who = audit_name(user) if user is not None else OWNER
+            attempt = lh.audit.begin(who, [role] if role else [], kind, statement)
+            lh.audit.end(attempt, [], [], None, "denied", str(exc))
             raise
+
+    @contextmanager
+    def attempt(self, principal: Principal, kind: str, statement: str) -> Iterator[Attempt]:
+        """Audit one governed attempt: the row is written now and completed when the block ends."""
+        lh = self.lakehouse
+        record = Attempt(lh.audit.begin(principal.audit_user, principal.roles, kind, statement))
+        try:
+            yield record
+        except Exception as exc:
+            status = "denied" if isinstance(exc, PermissionDenied) else "error"
+            lh.audit.end(record.id, record.tables, masked_column_list(record.masks), None, status, str(exc))
+            raise
+        lh.audit.end(record.id, record.tables, masked_column_list(record.masks), record.rows, "ok", None)
 
     def sql(self, query: str, principal: Principal, project: str | None) -> pa.Table:
         """A governed query: only tables the principal may SELECT, masked columns masked before the
@@ -43,32 +95,26 @@ class GovernedAccess:
         from lakehouse.engines.sql import ensure_governed_query, query_identifiers, referenced_tables
 
         lh = self.lakehouse
-        idents: list[TableId] = []
-        masks: dict[TableId, dict[str, Mask]] = {}
-        try:
+        with self.attempt(principal, "query", query) as record:
             ensure_governed_query(query)
             for namespace, name in referenced_tables(query):
                 if namespace is None and project is None:
                     raise QueryError(
                         f"table {name!r} must be qualified as namespace.table (or pass a project)"
                     )
-                idents.append(lh.canonical(namespace or project or "", name))
-            masks = lh.governance.authorize(principal, idents)
+                record.tables.append(lh.canonical(namespace or project or "", name))
+            record.masks = lh.governance.authorize(principal, record.tables)
             needed = query_identifiers(query)
             sources: dict[TableId | str, Any] = {
-                ident: self._source(ident, masks[ident], needed) for ident in idents
+                ident: self._source(ident, record.masks[ident], needed) for ident in record.tables
             }
-            result = lh.engine.query(query, sources, default_namespace=project)
-        except Exception as exc:
-            status = "denied" if isinstance(exc, PermissionDenied) else "error"
-            lh.governance.record_access(principal, "query", idents, masks, None, status, str(exc), query)
-            raise
-        lh.governance.record_access(principal, "query", idents, masks, result.num_rows, "ok", None, query)
+            result = self.engine.query(query, sources, default_namespace=project)
+            record.rows = result.num_rows
         return result
 
     def read_table(
         self,
-        ident: TableId,
+        table: TableId | str,
         principal: Principal,
         columns: list[str] | None = None,
         partition: dict[str, str] | None = None,
@@ -77,17 +123,14 @@ class GovernedAccess:
         import pyarrow as pa
 
         lh = self.lakehouse
-        ident = lh.canonical(ident.namespace, ident.name)
-        masks: dict[TableId, dict[str, Mask]] = {}
-        try:
-            masks = lh.governance.authorize(principal, [ident])
-            schema, batches = self.masked_batches(ident, masks[ident], columns, partition)
+        with self.attempt(principal, "read_table", str(table)) as record:
+            ident = TableId.parse(table) if isinstance(table, str) else table
+            ident = lh.canonical(ident.namespace, ident.name)
+            record.tables.append(ident)
+            record.masks = lh.governance.authorize(principal, [ident])
+            schema, batches = self.masked_batches(ident, record.masks[ident], columns, partition)
             result = pa.Table.from_batches(list(batches), schema=schema)
-        except Exception as exc:
-            status = "denied" if isinstance(exc, PermissionDenied) else "error"
-            lh.governance.record_access(principal, "read_table", [ident], masks, None, status, str(exc))
-            raise
-        lh.governance.record_access(principal, "read_table", [ident], masks, result.num_rows, "ok")
+            record.rows = result.num_rows
         return result
 
     def _salt(self, masks: Mapping[str, Mask]) -> bytes | None:
@@ -115,17 +158,18 @@ class GovernedAccess:
         for key in partition or {}:
             if lookup(masks, key) is not None:
                 raise PermissionDenied(f"{ident}: cannot filter by masked column {key!r}")
+        self.lakehouse.check_partition(ident, partition)
         dataset = self.lakehouse.tables.dataset(ident, partition)
         names = columns if columns is not None else dataset.schema.names
         spec = {c: (m.function, m.args) for c, m in masks.items()}
         salt = self._salt(masks)
 
-        def field(n: str) -> pa.Field:
+        def masked_field(n: str) -> pa.Field:
             found = lookup(spec, n)
             plain = dataset.schema.field(n)
             return plain if found is None else plain.with_type(result_type(found[0], plain.type))
 
-        schema = pa.schema([field(n) for n in names])
+        schema = pa.schema([masked_field(n) for n in names])
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in dataset.to_batches(columns=names):

@@ -13,12 +13,11 @@ import datetime as dt
 import decimal
 import hashlib
 import hmac
-import os
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from lakehouse.core.secrets import local_secret
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -286,17 +285,4 @@ def mask_table(
 def masking_salt(home: str, env: Mapping[str, str] | None = None) -> bytes:
     """The secret for MASKED_HASH: LAKEHOUSE_MASKING_SALT, else a random one kept in
     $LAKEHOUSE_HOME/masking_salt (created once, mode 0600). Never logged, shown or written elsewhere."""
-    env = os.environ if env is None else env
-    if env.get(SALT_ENV):
-        return env[SALT_ENV].encode("utf-8")
-    path = Path(home) / SALT_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-    return path.read_text().strip().encode("utf-8")
+    return local_secret(home, SALT_FILE, SALT_ENV, env)

@@ -21,6 +21,7 @@ from lakehouse.core.ids import TableId
 from lakehouse.governance import store as g
 from lakehouse.governance.masking import FUNCTIONS, accepts
 from lakehouse.governance.policy_parser import NAME, PolicyError, Statement, parse
+from lakehouse.storage.catalog import utc_now
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -123,7 +124,7 @@ def _grant_rows(st: Statement, ctx: _Context) -> list[dict[str, Any]]:
 
 def _apply_one(conn: sa.Connection, st: Statement, ctx: _Context) -> list[str]:
     a = st.args
-    t = g.utc_now()
+    t = utc_now()
     if st.action == "create_role":
         if _exists(conn, g.roles_t, name=a["role"]):
             return []
@@ -303,7 +304,7 @@ def apply_policy(lakehouse: Lakehouse, text: str, project: str, source: str = "<
                 changes.append((st.line, change))
                 conn.execute(
                     sa.insert(g.changes_t).values(
-                        at=g.utc_now(),
+                        at=utc_now(),
                         actor=actor,
                         source=f"{source}:{st.line}",
                         statement=st.text,

@@ -85,7 +85,16 @@ access_t = sa.Table(
     sa.Column("tables", sa.Text, nullable=False),
     sa.Column("masked_columns", sa.Text, nullable=False),  # table.column:FUNCTION, ...
     sa.Column("rows", sa.BigInteger),
-    sa.Column("status", sa.String(16), nullable=False),  # ok | denied | error
+    sa.Column("status", sa.String(16), nullable=False),  # started | ok | denied | error
     sa.Column("reason", sa.Text),
     sa.Column("statement", sa.Text),
+    # The tamper-evident chain (see governance/audit.py); NULL on rows written before it existed.
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("prev_id", sa.BigInteger),  # the row this one follows: unique, so the chain cannot fork
+    sa.Column("prev_hash", sa.String(64)),
+    sa.Column("row_hash", sa.String(64)),  # HMAC of the attempt (who, what, when) and prev_hash
+    sa.Column("end_hash", sa.String(64)),  # HMAC of the outcome and row_hash
+    sa.Index("ux_gov_access_log_prev_id", "prev_id", unique=True),
 )
+"""The access audit: one row per governed attempt, written before it runs (status started) and
+completed after. A killed query leaves its row as started."""

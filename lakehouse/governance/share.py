@@ -77,17 +77,16 @@ def export_share(
 
     from lakehouse.core.settings import as_uri
     from lakehouse.governance.masking import lookup
-    from lakehouse.governance.store import Mask, PermissionDenied
     from lakehouse.storage.object_store import open_object_store
 
     statement = f"export {table} to {target}"
     principal = lakehouse.access.principal(user, role, "export", statement)
     gov = lakehouse.governance
-    ident = TableId.parse(table)
-    ident = lakehouse.canonical(ident.namespace, ident.name)
-    masks: dict[TableId, dict[str, Mask]] = {}
-    try:
-        masks = gov.authorize(principal, [ident])
+    with lakehouse.access.attempt(principal, "export", statement) as record:
+        ident = TableId.parse(table)
+        ident = lakehouse.canonical(ident.namespace, ident.name)
+        record.tables.append(ident)
+        record.masks = masks = gov.authorize(principal, [ident])
         uri = as_uri(target)
         check_target(lakehouse, uri)
         store = open_object_store(uri, lakehouse.settings.s3)
@@ -163,9 +162,5 @@ def export_share(
             "files": files,
         }
         store.write_bytes(MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
-    except Exception as exc:
-        status = "denied" if isinstance(exc, PermissionDenied) else "error"
-        gov.record_access(principal, "export", [ident], masks, None, status, str(exc), statement)
-        raise
-    gov.record_access(principal, "export", [ident], masks, manifest["rows"], "ok", None, statement)
+        record.rows = manifest["rows"]
     return manifest

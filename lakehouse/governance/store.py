@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from lakehouse.storage.catalog import CatalogDB, arrow_schema, utc_now
+from lakehouse.storage.catalog import CatalogDB, arrow_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -66,14 +66,34 @@ def user_key(name: str) -> str:
     return key[4:] if key.startswith("ram$") else key
 
 
+RESERVED_USER_KEYS = {"", OWNER}
+"""'' would be everyone's fallback key; 'owner' is how the audit names the project owner."""
+
+
+def audit_name(typed: str) -> str:
+    """How the audit names a user name that is no user: escaped and marked, so it never reads like
+    a real user (user names have no quotes or colons) or the owner."""
+    return f"unknown:{typed!r}"
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is asking. The owner (no user, no role) is unrestricted and sees real values."""
 
     user: str | None = None
-    """The user's name as given (None: the owner)."""
+    """The user's stored name, one spelling per user (None: the owner)."""
     roles: frozenset[str] = frozenset()
-    """Effective roles: all the user's roles, or the one chosen with --role."""
+    """Effective roles for privileges: all the user's roles, or the one chosen with --role."""
+    held: frozenset[str] = frozenset()
+    """Every role the user holds: masks bound to any of them apply, whatever --role selects."""
+
+    @property
+    def mask_roles(self) -> frozenset[str]:
+        return self.roles | self.held
+
+    @property
+    def audit_user(self) -> str:
+        return self.user or OWNER
 
     @property
     def is_owner(self) -> bool:
@@ -100,6 +120,19 @@ class Access:
     masks: dict[str, Mask] = field(default_factory=dict)
 
 
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Columns added to a table after catalogs were created with it (nullable, so old rows stay
+    valid), and its indexes: a catalog from an earlier release upgrades in place."""
+    have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+    with engine.begin() as conn:
+        for column in table.columns:
+            if column.name not in have:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(sa.text(f'alter table {table.name} add column "{column.name}" {kind}'))
+    for index in table.indexes:
+        index.create(engine, checkfirst=True)
+
+
 class GovernanceDB:
     """Governance tables in the catalog database (same engine as CatalogDB)."""
 
@@ -110,6 +143,7 @@ class GovernanceDB:
         self.engine = CatalogDB(url).engine
         if url not in GovernanceDB._created:
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine, access_t)
             GovernanceDB._created.add(url)
 
     # --- principals ------------------------------------------------------------------------
@@ -123,8 +157,8 @@ class GovernanceDB:
             raise PermissionDenied(
                 "an empty role name is not a role (omit the role to use all of the user's)"
             )
-        if user is not None and not user_key(user):
-            raise PermissionDenied(f"user {user!r} is not a user name")
+        if user is not None and user_key(user) in RESERVED_USER_KEYS:
+            raise PermissionDenied(f"user {user!r} is not a user name (blank, or reserved for the owner)")
         with self.engine.connect() as conn:
             role_key = role.strip().lower() if role else None
             if (
@@ -134,7 +168,9 @@ class GovernanceDB:
                 raise PermissionDenied(f"role {role!r} does not exist")
             if user is None:
                 return Principal(None, frozenset({role_key} if role_key else set()))
-            found = conn.execute(sa.select(users_t.c.name).where(users_t.c.name == user_key(user))).first()
+            found = conn.execute(
+                sa.select(users_t.c.display_name).where(users_t.c.name == user_key(user))
+            ).first()
             if found is None:
                 raise PermissionDenied(f"user {user!r} does not exist (ADD USER it in a policy file)")
             held = {
@@ -143,11 +179,13 @@ class GovernanceDB:
                     sa.select(members_t.c.role).where(members_t.c.user_name == user_key(user))
                 )
             }
+        name = str(found.display_name)  # one spelling per user, whatever case or spaces were typed
         if role_key:
             if role_key not in held:
-                raise PermissionDenied(f"user {user!r} does not hold role {role!r}")
-            return Principal(user, frozenset({role_key}))
-        return Principal(user, frozenset(held))
+                raise PermissionDenied(f"user {name!r} does not hold role {role!r}")
+            # --role narrows privileges only: masks of every held role still apply
+            return Principal(name, frozenset({role_key}), frozenset(held))
+        return Principal(name, frozenset(held), frozenset(held))
 
     def _privileges(self, conn: sa.Connection, principal: Principal) -> set[tuple[str, str, str]]:
         """(privilege, object_kind, object_name) the principal holds through its roles or directly."""
@@ -170,8 +208,8 @@ class GovernanceDB:
         return value is None or value.lower() != "false"  # on unless switched off: fail closed
 
     def masks_for(self, conn: sa.Connection, table: TableId, roles: Iterable[str]) -> dict[str, Mask]:
-        """column -> mask for these roles. Two different policies on one column for one session are
-        refused (pick one role with --role) rather than guessed."""
+        """column -> mask for these roles (all the user holds). Two different policies on one column
+        for one user are refused rather than guessed: the owner must reconcile them."""
         roles = set(roles)
         if not roles or not self.masking_enabled(conn, table.namespace):
             return {}
@@ -195,7 +233,7 @@ class GovernanceDB:
             if previous and (previous.function, previous.args) != (mask.function, mask.args):
                 raise PermissionDenied(
                     f"column {table}.{row.column_name} has two masking policies for roles "
-                    f"{', '.join(sorted(roles))} ({previous.policy}, {mask.policy}); choose one role with --role"
+                    f"{', '.join(sorted(roles))} ({previous.policy}, {mask.policy}); the owner must keep one"
                 )
             if previous is None:
                 seen[row.column_name.lower()] = mask
@@ -221,45 +259,13 @@ class GovernanceDB:
                     )
                 if ("SELECT", "table", str(table)) not in held:
                     raise PermissionDenied(f"{principal.label} has no SELECT on table {table}")
-                result[TableId(table.namespace, table.name)] = self.masks_for(conn, table, principal.roles)
+                masks = self.masks_for(conn, table, principal.mask_roles)
+                result[TableId(table.namespace, table.name)] = masks
         return result
 
     def listable_namespaces(self, principal: Principal) -> set[str]:
         with self.engine.connect() as conn:
             return {o for p, k, o in self._privileges(conn, principal) if p == "List" and k == "project"}
-
-    # --- audit -----------------------------------------------------------------------------
-    def record_access(
-        self,
-        principal: Principal,
-        kind: str,
-        tables: Iterable[Any],
-        masks: dict[Any, dict[str, Mask]] | None,
-        rows: int | None,
-        status: str,
-        reason: str | None = None,
-        statement: str | None = None,
-    ) -> None:
-        masked = [
-            f"{table}.{column}:{mask.function}"
-            for table, columns in (masks or {}).items()
-            for column, mask in sorted(columns.items())
-        ]
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.insert(access_t).values(
-                    at=utc_now(),
-                    user_name=principal.user or OWNER,
-                    roles=",".join(sorted(principal.roles)),
-                    kind=kind,
-                    tables=",".join(str(t) for t in tables),
-                    masked_columns=",".join(masked),
-                    rows=rows,
-                    status=status,
-                    reason=reason,
-                    statement=statement,
-                )
-            )
 
     # --- views for `policy show` and system tables -------------------------------------------
     def view(self, kind: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -275,12 +281,6 @@ class GovernanceDB:
         table, columns = POLICY_VIEWS[kind]
         assert table is not None
         return self.rows(table), columns
-
-    def recent_access(self, limit: int) -> list[dict[str, Any]]:
-        """The latest `limit` rows of the access audit, newest first."""
-        with self.engine.connect() as conn:
-            query = sa.select(access_t).order_by(access_t.c.id.desc()).limit(limit)
-            return [dict(r._mapping) for r in conn.execute(query)]
 
     def rows(self, table: sa.Table) -> list[dict[str, Any]]:
         order = list(table.primary_key) or list(table.columns)

@@ -64,6 +64,12 @@ class ScanResult:
 
 def conflict_reason(lh: Lakehouse, table: TableId) -> str | None:
     """Why DataScan may not write this table, or None when it may."""
+    same = lh.canonical(table.namespace, table.name)
+    if same != table and lh.catalog.get_table(same.namespace, same.name) is not None:
+        return (
+            f"{table} differs only in case from table {same}; SQL names are case-insensitive, so it "
+            f"would shadow that table. Rename the landing folder (or land into {same.namespace}/{same.name}/)."
+        )
     origin = lh.tables.origin(table)
     if origin == "datascan":
         return None
@@ -135,8 +141,15 @@ def scan(lh: Lakehouse) -> ScanResult:
 
     conflicting: set[TableId] = set()
     new_conflicts: list[tuple[TableId, str]] = []
+    spelled: dict[tuple[str, str], TableId] = {}  # the first spelling of each case-insensitive name
     for table in sorted(tables, key=str):
+        first = spelled.setdefault((table.namespace.lower(), table.name.lower()), table)
         reason = conflict_reason(lh, table)
+        if reason is None and first != table and lh.catalog.get_table(table.namespace, table.name) is None:
+            reason = (
+                f"{table} differs only in case from the landing folder {first}; SQL names are "
+                "case-insensitive: rename one of them"
+            )
         if reason:
             conflicting.add(table)
             if lh.catalog.record_conflict(table.namespace, table.name, reason):

@@ -1,0 +1,27 @@
+"""Secrets the lakehouse makes for itself (the masking salt, the audit key): from the environment,
+else generated once into a private file under LAKEHOUSE_HOME. Never logged, shown or written elsewhere."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def local_secret(home: str, filename: str, env_var: str, env: Mapping[str, str] | None = None) -> bytes:
+    """`env_var` when set, else the content of $home/filename, created once with mode 0600."""
+    env = os.environ if env is None else env
+    if env.get(env_var):
+        return env[env_var].encode("utf-8")
+    path = Path(home) / filename
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode("utf-8")

@@ -1,0 +1,199 @@
+"""The access audit: a row for every governed attempt, written before it runs and completed after,
+in a tamper-evident chain.
+
+Each row links to the row before it (`prev_id`, unique, so two writers cannot fork the chain: the
+loser of a race retries on the new last row) and carries an HMAC of the attempt and the previous
+row's hash (`row_hash`); completing it adds an HMAC of the outcome (`end_hash`). The key is
+LAKEHOUSE_AUDIT_KEY, else a random key in $LAKEHOUSE_HOME/audit_key (mode 0600), never stored in
+the catalog database. So an edited, inserted or deleted row is detected by `lakehouse audit verify`
+by anyone holding only the database; rows cut off the end are not (nothing follows them).
+
+User names are written in one spelling: the user's stored name, `owner` for the project owner, and
+`unknown:'<as typed>'` (escaped) for a name that is no user, so nobody can write a row that reads
+like another user's or the owner's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from lakehouse.core.secrets import local_secret
+from lakehouse.governance.schema import access_t
+
+AUDIT_KEY_FILE = "audit_key"
+AUDIT_KEY_ENV = "LAKEHOUSE_AUDIT_KEY"
+STARTED = "started"
+APPEND_RETRIES = 20
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _text(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+@dataclass
+class VerifyReport:
+    rows: int = 0
+    """Rows in the trail."""
+    chained: int = 0
+    """Rows that carry the chain (older rows were written before it existed)."""
+    started: int = 0
+    """Attempts that never completed (a killed process, or still running)."""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class AuditLog:
+    """Append and complete audit rows; verify the chain."""
+
+    def __init__(self, engine: sa.Engine, home: str) -> None:
+        self.engine = engine
+        self._home = home
+
+    def _key(self) -> bytes:
+        return local_secret(self._home, AUDIT_KEY_FILE, AUDIT_KEY_ENV)
+
+    def _mac(self, *parts: Any) -> str:
+        payload = json.dumps([_text(p) for p in parts], separators=(",", ":"), ensure_ascii=True)
+        return hmac.new(self._key(), payload.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def begin(self, user_name: str, roles: Iterable[str], kind: str, statement: str | None) -> int:
+        """Write the attempt (status started) before it runs; returns its id."""
+        roles_text = ",".join(sorted(roles))
+        for attempt in range(APPEND_RETRIES):
+            at = _now()
+            try:
+                with self.engine.begin() as conn:
+                    last = conn.execute(
+                        sa.select(access_t.c.id, access_t.c.row_hash).order_by(access_t.c.id.desc()).limit(1)
+                    ).first()
+                    prev_id, prev_hash = (last.id, last.row_hash or "") if last else (0, "")
+                    row_hash = self._mac(prev_id, prev_hash, at, user_name, roles_text, kind, statement)
+                    result = conn.execute(
+                        sa.insert(access_t).values(
+                            at=at,
+                            user_name=user_name,
+                            roles=roles_text,
+                            kind=kind,
+                            tables="",
+                            masked_columns="",
+                            status=STARTED,
+                            statement=statement,
+                            prev_id=prev_id,
+                            prev_hash=prev_hash,
+                            row_hash=row_hash,
+                        )
+                    )
+                    key = result.inserted_primary_key
+            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                # Another writer appended after the row we read (unique prev_id), or SQLite refused our
+                # stale snapshot: link to the new last row.
+                time.sleep(0.005 * (attempt + 1))
+                continue
+            assert key is not None
+            return int(key[0])
+        raise RuntimeError("could not append to the audit trail: too many concurrent writers")
+
+    def end(
+        self,
+        attempt: int,
+        tables: Iterable[Any],
+        masked_columns: Iterable[str],
+        rows: int | None,
+        status: str,
+        reason: str | None,
+    ) -> None:
+        """Complete the attempt with its outcome (ok | denied | error)."""
+        finished = _now()
+        tables_text = ",".join(str(t) for t in tables)
+        masked_text = ",".join(masked_columns)
+        with self.engine.begin() as conn:
+            row_hash = conn.execute(sa.select(access_t.c.row_hash).where(access_t.c.id == attempt)).scalar()
+            end_hash = self._mac(row_hash, finished, tables_text, masked_text, rows, status, reason)
+            conn.execute(
+                sa.update(access_t)
+                .where(access_t.c.id == attempt, access_t.c.status == STARTED)
+                .values(
+                    finished_at=finished,
+                    tables=tables_text,
+                    masked_columns=masked_text,
+                    rows=rows,
+                    status=status,
+                    reason=reason,
+                    end_hash=end_hash,
+                )
+            )
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The latest `limit` rows, newest first."""
+        with self.engine.connect() as conn:
+            query = sa.select(access_t).order_by(access_t.c.id.desc()).limit(limit)
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def verify(self) -> VerifyReport:
+        """Recompute the chain: every row's link and HMACs, in order."""
+        report = VerifyReport()
+        previous: Any = None
+        last_legacy = 0  # the newest row written before the chain existed: where the chain starts
+        with self.engine.connect() as conn:
+            for row in conn.execute(sa.select(access_t).order_by(access_t.c.id)):
+                r = row._mapping
+                report.rows += 1
+                if r["row_hash"] is None:
+                    if previous is not None:
+                        report.problems.append(f"row {r['id']}: not chained, after chained rows")
+                    last_legacy = r["id"]
+                    continue
+                report.chained += 1
+                want_prev = (
+                    (previous["id"], previous["row_hash"]) if previous is not None else (last_legacy, "")
+                )
+                if (r["prev_id"], r["prev_hash"]) != want_prev:
+                    report.problems.append(
+                        f"row {r['id']}: follows row {r['prev_id']}, but the row before it is "
+                        f"{want_prev[0]} (a row was deleted or inserted)"
+                    )
+                mac = self._mac(
+                    r["prev_id"],
+                    r["prev_hash"],
+                    r["at"],
+                    r["user_name"],
+                    r["roles"],
+                    r["kind"],
+                    r["statement"],
+                )
+                if not hmac.compare_digest(mac, r["row_hash"]):
+                    report.problems.append(f"row {r['id']}: the attempt was changed after it was written")
+                if r["status"] == STARTED:
+                    report.started += 1
+                    if r["end_hash"] is not None:
+                        report.problems.append(f"row {r['id']}: completed, then set back to started")
+                else:
+                    end = self._mac(
+                        r["row_hash"],
+                        r["finished_at"],
+                        r["tables"],
+                        r["masked_columns"],
+                        r["rows"],
+                        r["status"],
+                        r["reason"],
+                    )
+                    if r["end_hash"] is None or not hmac.compare_digest(end, r["end_hash"]):
+                        report.problems.append(f"row {r['id']}: the outcome was changed after it was written")
+                previous = r
+        return report
