@@ -8,118 +8,11 @@ late-data invariant, with arrivals in several orders, is in test_game_late_data.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
-import pyarrow as pa
-import pytest
 
-from benchmarks.game_recompute import ADS_TABLES, recompute, rows
-from lakehouse_assets.definitions import build_definitions
-from lakehouse_assets.generate_game import PROFILE_COLUMNS, _binary
-from lakehouse_assets.oneshot import CatchUpResult, catch_up
-from resources.lakehouse import Lakehouse
-from resources.settings import LakehouseSettings
-from resources.table_store import TableId
-
-EVENT_COLUMNS = ["user_id", "event_type", "timestamp", "event_details", "location"]
-
-
-def event(
-    user_id: int | None,
-    ts: str | None,
-    event_type: str = "login",
-    details: str = "{}",
-    location: str | None = None,
-):
-    return {
-        "user_id": user_id,
-        "event_type": event_type,
-        "timestamp": ts,
-        "event_details": details,
-        "location": location,
-    }
-
-
-def profile(user_id: int, last_login: str | None = "2025-09-01", **values: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {c: None for c in PROFILE_COLUMNS}
-    row.update(
-        user_id=user_id,
-        gender="female",
-        device_type="iOS",
-        location="Zhejiang-Hangzhou",
-        current_level="10",
-        last_login_date=last_login,
-    )
-    row.update(values)
-    return row
-
-
-def raw_table(records: list[dict[str, Any]], columns: list[str]) -> pa.Table:
-    schema = pa.schema([("user_id", pa.int64()), *[(c, pa.string()) for c in columns if c != "user_id"]])
-    return _binary(pa.Table.from_pylist(records, schema=schema))
-
-
-class GameLake:
-    """Land game files like a producer, let the lakehouse catch up like the daemon, read tables."""
-
-    def __init__(self, settings: LakehouseSettings, instance: dg.DagsterInstance) -> None:
-        self.settings = settings
-        self.instance = instance
-        self.lh = Lakehouse(settings)
-        self._defs: dg.Definitions | None = None
-
-    def land_events(self, records: list[dict[str, Any]], dt: str, hh: str = "00", name: str = "e") -> str:
-        path = f"game_db/ods_user_event/dt={dt}/hh={hh}/{name}.parquet"
-        self.lh.landing.write_arrow(path, raw_table(records, EVENT_COLUMNS))
-        return path
-
-    def land_profiles(
-        self, records: list[dict[str, Any]], dt: str = "2025-09-01", hh: str = "00", name: str = "p"
-    ) -> str:
-        path = f"game_db/ods_user_profile/dt={dt}/hh={hh}/{name}.parquet"
-        self.lh.landing.write_arrow(path, raw_table(records, ["user_id", *PROFILE_COLUMNS]))
-        return path
-
-    def remove(self, path: str) -> None:
-        Path(self.settings.landing_uri, path).unlink()
-
-    def catch_up(self) -> CatchUpResult:
-        if self._defs is None:
-            self._defs = build_definitions(self.settings)
-        result = catch_up(self._defs, self.instance, log_level="ERROR")
-        assert result.failed == 0, f"{result.failed} run(s) failed"
-        return result
-
-    def table(self, name: str, where: str = "", order: str = "dt") -> list[dict[str, Any]]:
-        query = (
-            f"select * exclude (hh) from game_db.{name}"
-            if "hh" in self.columns(name)
-            else f"select * from game_db.{name}"
-        )
-        return self.lh.sql(f"{query} {where} order by {order}").to_pylist()
-
-    def columns(self, name: str) -> list[str]:
-        return self.lh.tables.schema(TableId("game_db", name)).names
-
-    def assert_matches_full_recompute(self) -> None:
-        """The invariant: every ADS table equals the seed's SQL over all data received so far."""
-        reference = recompute(self.settings.landing_uri, self.settings.timezone)
-        for name in ("dwd_user_details", *ADS_TABLES):
-            ident = TableId("game_db", name)
-            got = rows(self.lh.tables.read(ident)) if self.lh.tables.exists(ident) else []
-            assert got == rows(reference[name]), f"{name} differs from the full recompute"
-
-
-@pytest.fixture
-def game(settings: LakehouseSettings, instance: dg.DagsterInstance) -> GameLake:
-    return GameLake(settings, instance)
-
-
-@pytest.fixture
-def game_iceberg(tmp_path: Path, instance: dg.DagsterInstance) -> GameLake:
-    return GameLake(LakehouseSettings.for_home(tmp_path / "lakehouse"), instance)
-
+from lakehouse.core.settings import LakehouseSettings
+from tests.helpers.game import GameLake, event, profile
 
 # --- dwd_user_details ------------------------------------------------------------------------
 
@@ -147,9 +40,8 @@ def test_user_details_decoded_cast_and_latest_login_wins(game: GameLake) -> None
 
 
 def test_timestamps_in_three_formats_and_unparseable_rows_rejected_with_reason(
-    game_iceberg: GameLake,
+    game: GameLake,
 ) -> None:
-    game = game_iceberg
     game.land_profiles([profile(1)])
     game.land_events(
         [
@@ -183,9 +75,11 @@ def test_timestamps_in_three_formats_and_unparseable_rows_rejected_with_reason(
 
 
 def test_epochs_become_local_time_in_the_configured_zone(
-    tmp_path: Path, instance: dg.DagsterInstance
+    tmp_path: Path, instance: dg.DagsterInstance, table_format: str
 ) -> None:
-    settings = LakehouseSettings.for_home(tmp_path / "lakehouse", timezone="Asia/Shanghai")
+    settings = LakehouseSettings.for_home(
+        tmp_path / "lakehouse", timezone="Asia/Shanghai", table_format=table_format
+    )
     game = GameLake(settings, instance)
     game.land_profiles([profile(1)])
     # 2025-09-01 20:00:00 UTC is 2025-09-02 04:00:00 in Shanghai; text is already local time.
@@ -285,8 +179,7 @@ def test_device_preference_and_region_distribution(game: GameLake) -> None:
     ]
 
 
-def test_retention_d1_d7_and_checks(game_iceberg: GameLake) -> None:
-    game = game_iceberg
+def test_retention_d1_d7_and_checks(game: GameLake) -> None:
     game.land_profiles([profile(u) for u in range(1, 5)])
     day1 = [event(u, "2025-09-01 09:00:00") for u in (1, 2, 3, 4)]
     day2 = [event(u, "2025-09-02 09:00:00") for u in (1, 2)] + [event(1, "2025-09-02 10:00:00")]
@@ -306,17 +199,21 @@ def test_retention_d1_d7_and_checks(game_iceberg: GameLake) -> None:
     }
     assert got["2025-09-02"]["d1_retained"] == 0 and got["2025-09-02"]["d7_retained"] == 0
     assert sorted(got) == ["2025-09-01", "2025-09-02", "2025-09-08"]
-    checks = game.instance.get_latest_materialization_event(dg.AssetKey(["game_db", "ads_retention_daily"]))
-    assert checks is not None
+    for check in ("range_d1_retention_rate", "range_d7_retention_rate", "retained_le_dau"):
+        key = dg.AssetCheckKey(dg.AssetKey(["game_db", "ads_retention_daily"]), check)
+        record = game.instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
+        assert record is not None, f"ads_retention_daily.{check} never ran"
+        evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+        assert evaluation.passed, f"ads_retention_daily.{check} failed: {evaluation.metadata}"
     game.assert_matches_full_recompute()
 
 
-def test_asset_checks_report_violations(game_iceberg: GameLake) -> None:
+def test_asset_checks_report_violations(game: GameLake) -> None:
     """The checks can fail: a duplicated user in dwd_user_details fails `unique_user_id`."""
-    from lakehouse_assets.models import ModelGraph, load_models
-    from lakehouse_assets.transform import run_model
+    from lakehouse.models.graph import ModelGraph
+    from lakehouse.models.parser import load_models
+    from lakehouse.models.run import run_model
 
-    game = game_iceberg
     game.land_profiles([profile(1), profile(1, "2025-08-01"), profile(2)])
     game.land_events([event(1, "2025-09-01 09:00:00", "purchase", '{"amount": 2}')], dt="2025-09-01")
     game.catch_up()
@@ -348,8 +245,7 @@ def test_asset_checks_report_violations(game_iceberg: GameLake) -> None:
     assert not outcome["retained_le_dau"].passed
 
 
-def test_checks_pass_and_show_in_dagster(game_iceberg: GameLake) -> None:
-    game = game_iceberg
+def test_checks_pass_and_show_in_dagster(game: GameLake) -> None:
     game.land_profiles([profile(1), profile(2)])
     game.land_events(
         [event(1, "2025-09-01 09:00:00", "purchase", '{"amount": 2}'), event(2, "2025-09-02 09:00:00")],

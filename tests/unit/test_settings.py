@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from resources.settings import ConfigError, LakehouseSettings, S3Credentials
+from lakehouse.core.settings import ConfigError, LakehouseSettings, S3Credentials
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -233,3 +233,36 @@ def test_resource_overrides_are_validated_like_the_environment(tmp_path) -> None
     assert (good.table_format, good.distance_method, good.home) == ("delta", "planar", str(tmp_path))
     with pytest.raises(ConfigError, match="LAKEHOUSE_TABLE_FORMAT"):
         LakehouseResource(home=str(tmp_path), table_format="parquet").settings()
+
+
+def test_governed_query_limits_default_to_a_minute_and_a_quarter_of_memory(tmp_path: Path) -> None:
+    import os
+
+    settings = LakehouseSettings.from_env({"LAKEHOUSE_HOME": str(tmp_path)})
+    assert settings.query_timeout_seconds == 60.0
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    assert settings.query_memory_limit == f"{total_mb // 4}MB"
+
+
+@pytest.mark.parametrize(("timeout", "memory"), [("2.5", "512MB"), ("120", "4GB"), ("1", "1.5GiB")])
+def test_governed_query_limits_from_the_environment(tmp_path: Path, timeout: str, memory: str) -> None:
+    env = {"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_QUERY_TIMEOUT_SECONDS": timeout}
+    settings = LakehouseSettings.from_env({**env, "LAKEHOUSE_QUERY_MEMORY_LIMIT": memory})
+    assert (settings.query_timeout_seconds, settings.query_memory_limit) == (float(timeout), memory)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LAKEHOUSE_QUERY_TIMEOUT_SECONDS", "0"),
+        ("LAKEHOUSE_QUERY_TIMEOUT_SECONDS", "-3"),
+        ("LAKEHOUSE_QUERY_TIMEOUT_SECONDS", "soon"),
+        ("LAKEHOUSE_QUERY_TIMEOUT_SECONDS", "inf"),
+        ("LAKEHOUSE_QUERY_MEMORY_LIMIT", "lots"),
+        ("LAKEHOUSE_QUERY_MEMORY_LIMIT", "80%"),
+        ("LAKEHOUSE_QUERY_MEMORY_LIMIT", "4 parsecs"),
+    ],
+)
+def test_bad_query_limits_name_the_variable(tmp_path: Path, variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"{variable} must be .*'{value}'"):
+        LakehouseSettings.from_env({"LAKEHOUSE_HOME": str(tmp_path), variable: value})

@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 import pytest
 
-from resources.lakehouse import Lakehouse
-from resources.settings import LakehouseSettings
-from resources.table_store import SchemaConflictError, TableId, merge_schemas
+from lakehouse.core.ids import TableId
+from lakehouse.core.settings import LakehouseSettings
+from lakehouse.facade import Lakehouse
+from lakehouse.storage.schemas import SchemaConflictError, merge_schemas
 
 T = TableId("iov", "t")
 SCHEMA = pa.schema([("v", pa.float64()), ("dt", pa.string()), ("hh", pa.string())])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
 
-from tests import reference
-from tests.conftest import Pipeline, gps
+from tests.helpers import reference
+from tests.helpers.pipeline import Pipeline, gps
 
 STAT_HOUR = "2025-09-17 23"
 
@@ -68,10 +67,12 @@ def test_dwd_keeps_valid_rows_and_rejects_the_rest_with_reasons(pipeline: Pipeli
         (None, None, False),
     ],
 )
-def test_loc_valid_bounds_are_inclusive_and_null_is_invalid(tmp_path, instance, lng, lat, valid) -> None:
-    from resources.settings import LakehouseSettings
+def test_loc_valid_bounds_are_inclusive_and_null_is_invalid(
+    tmp_path, instance, table_format, lng, lat, valid
+) -> None:
+    from lakehouse.core.settings import LakehouseSettings
 
-    p = Pipeline(LakehouseSettings.for_home(tmp_path / "lh"), instance)
+    p = Pipeline(LakehouseSettings.for_home(tmp_path / "lh", table_format=table_format), instance)
     p.land([gps(lng=lng, lat=lat)])
     p.scan()
     assert p.sql("select loc_valid from iov.dwd_vehicle_gps") == [{"loc_valid": valid}]
@@ -96,8 +97,8 @@ def test_ods_rows_equal_dwd_plus_rejected_and_the_check_says_so(pipeline: Pipeli
 
 
 @pytest.mark.parametrize("method", ["haversine", "planar"])
-def test_ads_matches_the_reference_on_unordered_points(tmp_path, instance, method) -> None:
-    from resources.settings import LakehouseSettings
+def test_ads_matches_the_reference_on_unordered_points(tmp_path, instance, table_format, method) -> None:
+    from lakehouse.core.settings import LakehouseSettings
 
     rows = [
         # VIN001's points arrive out of order; the distance follows event_time, not file order
@@ -109,7 +110,7 @@ def test_ads_matches_the_reference_on_unordered_points(tmp_path, instance, metho
         gps("VIN003", "2025-09-16 00:00:00", None, None, 10.0),  # no valid location: no row
         gps("VIN004", "2025-09-16 00:00:00", 121.0, 31.0, -5.0),  # rejected in DWD: no row
     ]
-    settings = dataclasses.replace(LakehouseSettings.for_home(tmp_path / "lh"), distance_method=method)
+    settings = LakehouseSettings.for_home(tmp_path / "lh", table_format=table_format, distance_method=method)
     p = Pipeline(settings, instance)
     p.land(rows)
     p.scan()
@@ -136,8 +137,8 @@ def test_ads_partition_columns_and_stat_hour_follow_the_landing_folder(pipeline:
 
 
 def test_rerun_gives_bit_identical_results_and_no_duplicates(pipeline: Pipeline) -> None:
-    from lakehouse_assets.models import load_models
-    from lakehouse_assets.transform import run_model
+    from lakehouse.models.parser import load_models
+    from lakehouse.models.run import run_model
 
     rows = [
         gps(f"VIN{v:03d}", f"2025-09-16 00:{m:02d}:00", 120 + v / 100 + m / 1000, 30 + m / 1000, 40.0 + m)

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from sensors.layout import LandedFile, Misplaced, classify, partition_prefix, split_partition_key
+from lakehouse.core.partitioning import split_hour_key
+from lakehouse.landing.layout import LandedFile, Misplaced, classify, partition_prefix
 
 GOOD_FOLDER = "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23"
 
@@ -116,7 +117,7 @@ def test_partition_key_round_trips(dt: str, hh: str, key: str) -> None:
     landed = classify(f"iov/t_1/dt={dt}/hh={hh}/f.parquet", 10)
     assert isinstance(landed, LandedFile)
     assert landed.partition_key == key
-    assert split_partition_key(key) == (dt, hh)
+    assert split_hour_key(key) == (dt, hh)
     assert partition_prefix("iov", "t_1", key) == f"iov/t_1/dt={dt}/hh={hh}"
 
 
@@ -136,13 +137,13 @@ def test_partition_key_round_trips(dt: str, hh: str, key: str) -> None:
 )
 def test_malformed_partition_key_raises_value_error_naming_it(key: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"partition key {key!r} is not YYYY-MM-DD-HH")):
-        split_partition_key(key)
+        split_hour_key(key)
 
 
 @pytest.mark.parametrize("key", ["2025-9-1-7", "2025-09-17-7"])
 def test_partition_key_must_be_zero_padded_like_the_folders(key: str) -> None:
     with pytest.raises(ValueError, match="is not YYYY-MM-DD-HH"):
-        split_partition_key(key)
+        split_hour_key(key)
 
 
 def test_partition_prefix_rejects_a_malformed_key() -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from lakehouse.core.settings import LakehouseSettings
 from lakehouse_assets.definitions import build_definitions
-from resources.settings import LakehouseSettings
-from tests.conftest import Pipeline, gps
+from tests.helpers.paths import REPO
+from tests.helpers.pipeline import Pipeline, gps
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ODS = dg.AssetKey(["iov", "ods_vehicle_gps_raw"])
 DWD = dg.AssetKey(["iov", "dwd_vehicle_gps"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from resources.engine import DuckDBEngine, QueryError
-from resources.table_store import TableId
+from lakehouse.core.ids import TableId
+from lakehouse.engines.base import QueryError
+from lakehouse.engines.duckdb import DuckDBEngine
 
 ADS = TableId("game_db", "ads")
 

@@ -1,7 +1,8 @@
 """The game pipeline under the real `dagster-daemon`: profiles and events land, and with no human
 action the daemon's sensors (DataScan, propagate) and its automation (retention over d, d+1, d+7)
-bring every ADS table to the full recompute of the raw files; then a late file of an old day lands
-and they converge again. The test starts the daemon and stops it by process group."""
+bring dwd_user_details and every ADS table to the independent reference over the raw files
+(tests/helpers/game_reference.py); then a late file of an old day lands and they converge again.
+The test starts the daemon and stops it by process group."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from benchmarks.game_recompute import ADS_TABLES, recompute, rows
-from lakehouse_assets.generate_game import event_path, events, profile_path, profiles
-from resources.lakehouse import Lakehouse
-from resources.settings import LakehouseSettings
-from resources.table_store import TableId
-from tests.test_e2e_daemon import running_daemon
+from lakehouse.core.settings import LakehouseSettings
+from lakehouse.demo.game import event_path, events, profile_path, profiles
+from lakehouse.facade import Lakehouse
+from tests.helpers import game_reference
+from tests.helpers.daemon import running_daemon
+from tests.helpers.game import differences as game_differences
 
 pytestmark = pytest.mark.e2e
 START = dt.date(2025, 9, 1)
@@ -26,14 +27,8 @@ USERS = 120
 
 
 def differences(lh: Lakehouse) -> list[str]:
-    reference = recompute(lh.settings.landing_uri, lh.settings.timezone)
-    wrong = []
-    for name in ADS_TABLES:
-        ident = TableId("game_db", name)
-        got = rows(lh.tables.read(ident)) if lh.tables.exists(ident) else []
-        if got != rows(reference[name]):
-            wrong.append(f"{name}: {len(got)} rows, want {reference[name].num_rows}")
-    return wrong
+    """The tables that differ from the reference (game_reference) over the raw files so far."""
+    return game_differences(lh, game_reference.COMPARED_TABLES)
 
 
 def wait_until_equal(lh: Lakehouse, log: Path, timeout: float = 300) -> None:
@@ -48,7 +43,7 @@ def wait_until_equal(lh: Lakehouse, log: Path, timeout: float = 300) -> None:
             return
         time.sleep(2)
     tail = log.read_text(errors="replace")[-5000:]
-    pytest.fail(f"game ADS did not converge in {timeout}s: {wrong}\nDaemon log tail:\n{tail}")
+    pytest.fail(f"game tables did not converge in {timeout}s: {wrong}\nDaemon log tail:\n{tail}")
 
 
 def test_daemon_brings_game_ads_up_to_date_and_again_after_late_data(tmp_path: Path) -> None:

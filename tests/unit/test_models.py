@@ -10,12 +10,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from lakehouse.core.ids import TableId
+from lakehouse.core.settings import LakehouseSettings
+from lakehouse.engines.base import QueryError, ReadOnlyViolation
+from lakehouse.engines.sql import ensure_read_only, referenced_tables
+from lakehouse.models.parser import MODELS_ROOT, load_models, parse_model
+from lakehouse.models.spec import ModelError
 from lakehouse_assets.definitions import build_definitions
-from lakehouse_assets.models import MODELS_ROOT, ModelError, load_models, parse_model
-from resources.engine import QueryError, ReadOnlyViolation, ensure_read_only, referenced_tables
-from resources.settings import LakehouseSettings
-from resources.table_store import TableId
-from tests.conftest import Pipeline, gps
+from tests.helpers.pipeline import Pipeline, gps
 
 ODS = TableId("iov", "ods_vehicle_gps_raw")
 DWD = TableId("iov", "dwd_vehicle_gps")
@@ -186,10 +188,16 @@ def test_a_dependency_cycle_raises_model_error(tmp_path: Path) -> None:
         load_models(tmp_path)
 
 
-def test_a_broken_model_stops_loading_the_whole_tree(tmp_path: Path) -> None:
-    # a typo must fail loudly when definitions load, not silently drop the table
+def copied_models(tmp_path: Path) -> Path:
+    """The project's models in a folder of the test's own, to add or break a model in."""
     tree = tmp_path / "models"
     shutil.copytree(MODELS_ROOT, tree)
+    return tree
+
+
+def test_a_broken_model_stops_loading_the_whole_tree(tmp_path: Path) -> None:
+    # a typo must fail loudly when definitions load, not silently drop the table
+    tree = copied_models(tmp_path)
     (tree / "iov" / "ads_oops.sql").write_text("select 1\n")
     with pytest.raises(ModelError, match="ads_oops.sql"):
         build_definitions(LakehouseSettings.for_home(tmp_path / "lh"), models_root=tree)
@@ -200,8 +208,7 @@ def test_a_broken_model_stops_loading_the_whole_tree(tmp_path: Path) -> None:
 
 @pytest.fixture
 def tree_with_new_model(tmp_path: Path) -> Path:
-    tree = tmp_path / "models"
-    shutil.copytree(MODELS_ROOT, tree)
+    tree = copied_models(tmp_path)
     (tree / "iov" / "ads_vehicle_daily_count.sql").write_text(DAILY_COUNT)
     return tree
 

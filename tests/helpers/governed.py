@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 
-from resources.lakehouse import Lakehouse
-from resources.policy import apply_policy
-from resources.settings import LakehouseSettings
-from tests.conftest import Pipeline, gps
+from lakehouse.core.settings import LakehouseSettings
+from lakehouse.facade import Lakehouse
+from lakehouse.governance.policy_apply import apply_policy
+from tests.helpers.paths import REPO
+from tests.helpers.pipeline import Pipeline, gps
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 SEED_POLICY = ROOT / "policies" / "iov_thirdparty.sql"
 VINS = ["LSVAU2180N2183294", "LFV3A23C5J3031337", "WVWZZZ1KZAW000077"]
 MASKED = {

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import REPO
+
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_demo_prints_the_seed_style_table_for_one_vehicle(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.orc as orc
 import pytest
 
+from lakehouse.core.ids import TableId
 from lakehouse_assets.definitions import build_definitions
-from resources.table_store import TableId
-from tests.conftest import GPS_SCHEMA, Pipeline, gps
+from tests.helpers.pipeline import GPS_SCHEMA, Pipeline, gps
 
 ODS = dg.AssetKey(["iov", "ods_vehicle_gps_raw"])
 DWD = dg.AssetKey(["iov", "dwd_vehicle_gps"])
@@ -114,14 +114,19 @@ def test_replaced_file_replaces_its_rows_and_deleted_file_drops_them(pipeline: P
     assert pipeline.sql("select vin from iov.ads_vehicle_hourly_stat") == [{"vin": "VIN003"}]
 
 
-def test_restart_neither_misses_nor_reprocesses(pipeline: Pipeline, settings, tmp_path) -> None:
-    pipeline.land([gps()], hh="22")
-    pipeline.scan()
-    # "restart": a new Definitions object, a new instance handle on the same storage
-    (tmp_path / "dh").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dh")) as fresh:
-        restarted = Pipeline(settings, fresh)
-        fresh.add_dynamic_partitions("iov_hourly", ["2025-09-17-22"])
+def test_restart_neither_misses_nor_reprocesses(settings, tmp_path) -> None:
+    storage = tmp_path / "dagster_home"
+    storage.mkdir()
+    with dg.instance_for_test(temp_dir=str(storage)) as before:
+        first = Pipeline(settings, before)
+        first.land([gps()], hh="22")
+        first.scan()
+        runs = len(before.get_run_records())
+    # a restart: that process is gone; new Definitions and a new instance on the same storage
+    with dg.instance_for_test(temp_dir=str(storage)) as after:
+        restarted = Pipeline(settings, after)
+        assert len(after.get_run_records()) == runs == 1
+        assert after.get_dynamic_partitions("iov_hourly") == ["2025-09-17-22"]
         assert not evaluate(restarted).run_requests  # nothing reprocessed
         restarted.land([gps("VIN777")], hh="23")
         [request] = evaluate(restarted).run_requests  # nothing missed

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from resources.governance import PermissionDenied
-from resources.lakehouse import Lakehouse
-from resources.share import ShareError, export_share
-from tests.governed import ADS, ALICE, MASKED, VINS, governed
+from lakehouse.facade import Lakehouse
+from lakehouse.governance.share import ShareError, export_share
+from lakehouse.governance.store import PermissionDenied
+from tests.helpers.governed import ADS, ALICE, MASKED, VINS, governed
 
 __all__ = ["governed"]
 
@@ -48,7 +48,7 @@ def test_spark_reads_the_share_and_sees_only_masked_ids(governed: Lakehouse, tmp
     assert manifest["table"] == ADS and manifest["rows"] == len(VINS) and manifest["exported_by"] == ALICE
     assert {c["name"]: c["masking"] for c in manifest["columns"]}["vin"] == "MASKED_STRING_UNMASKED_BA(1, 1)"
     assert manifest["snapshot"] == governed.tables.version(
-        governed._canonical("iov", "ads_vehicle_hourly_stat")
+        governed.canonical("iov", "ads_vehicle_hourly_stat")
     )
     for f in manifest["files"]:
         assert hashlib.sha256((target / f["path"]).read_bytes()).hexdigest() == f["sha256"]
@@ -84,41 +84,28 @@ def test_export_refuses_what_the_user_may_not_read_and_a_used_target(
 
 
 @pytest.mark.s3
-def test_export_to_s3_on_loopback(governed: Lakehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_to_s3_on_loopback(governed: Lakehouse, s3_endpoint: str) -> None:
     import dataclasses
-    import socket
+    import io
 
     import boto3
-    from moto.server import ThreadedMotoServer
+    import pyarrow.parquet as pq
 
-    from resources.settings import S3Credentials
+    from lakehouse.core.settings import S3Credentials
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        secret = "share-secret-that-must-not-leak"
-        s3 = boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key=secret,
-        )  # fmt: skip
-        bucket = f"shares-{governed.settings.table_format}"  # moto keeps buckets across servers in-process
-        s3.create_bucket(Bucket=bucket)
-        creds = S3Credentials(endpoint, "testing", secret, "us-east-1")
-        lakehouse = Lakehouse(dataclasses.replace(governed.settings, s3=creds))
-        manifest = export_share(lakehouse, ADS, f"s3://{bucket}/thirdparty/ads", user=ALICE)
-        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
-        assert keys == ["thirdparty/ads/_manifest.json", "thirdparty/ads/part-00000.parquet"]
-        body = s3.get_object(Bucket=bucket, Key="thirdparty/ads/_manifest.json")["Body"].read().decode()
-        assert json.loads(body) == manifest and secret not in body and "testing" not in body
-        import io
-
-        import pyarrow.parquet as pq
-
-        data = s3.get_object(Bucket=bucket, Key="thirdparty/ads/part-00000.parquet")["Body"].read()
-        assert sorted(pq.read_table(io.BytesIO(data)).column("vin").to_pylist()) == sorted(MASKED.values())
-    finally:
-        server.stop()
+    secret = "share-secret-that-must-not-leak"
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key=secret,
+    )  # fmt: skip
+    bucket = f"shares-{governed.settings.table_format}"
+    s3.create_bucket(Bucket=bucket)
+    creds = S3Credentials(s3_endpoint, "testing", secret, "us-east-1")
+    lakehouse = Lakehouse(dataclasses.replace(governed.settings, s3=creds))
+    manifest = export_share(lakehouse, ADS, f"s3://{bucket}/thirdparty/ads", user=ALICE)
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == ["thirdparty/ads/_manifest.json", "thirdparty/ads/part-00000.parquet"]
+    body = s3.get_object(Bucket=bucket, Key="thirdparty/ads/_manifest.json")["Body"].read().decode()
+    assert json.loads(body) == manifest and secret not in body and "testing" not in body
+    data = s3.get_object(Bucket=bucket, Key="thirdparty/ads/part-00000.parquet")["Body"].read()
+    assert sorted(pq.read_table(io.BytesIO(data)).column("vin").to_pylist()) == sorted(MASKED.values())

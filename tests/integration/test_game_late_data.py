@@ -1,6 +1,6 @@
 """The late-data invariant: after any sequence of arrivals, once the lakehouse has caught up, every
 game ADS table (and dwd_user_details) equals the seed's SQL computed over all data received so far
-(benchmarks/game_recompute.py, a full recompute straight from the raw files).
+(tests/helpers/game_reference.py, the seed recomputed in plain Python from the raw files).
 
 Arrivals: profiles, event files whose events reach 1..10 days back, a later profile update that moves
 users to other cities and devices, and an event file replaced in place by its producer. They arrive
@@ -12,15 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-import pytest
 
-from lakehouse_assets.generate_game import events, profiles
-from resources.settings import LakehouseSettings
-from tests.test_game import GameLake
+from lakehouse.demo.game import events, profiles
+from tests.helpers.game import GameLake
 
 START = dt.date(2025, 9, 1)
 USERS = 150
@@ -87,33 +84,26 @@ def run_order(game: GameLake, order: list[Arrival], batch: int) -> None:
         game.assert_matches_full_recompute()
 
 
-def test_arrivals_in_time_order(tmp_path: Path, instance: dg.DagsterInstance) -> None:
-    game = GameLake(LakehouseSettings.for_home(tmp_path / "lh"), instance)
+def test_arrivals_in_time_order(game: GameLake, instance: dg.DagsterInstance) -> None:
     run_order(game, arrivals(), batch=3)
 
 
-def test_arrivals_newest_first_profiles_last(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_arrivals_newest_first_profiles_last(game: GameLake, instance: dg.DagsterInstance) -> None:
     """Events before any profile: dwd_user_event has no profile columns until the profiles land,
     then exactly the hours of the changed users are rebuilt."""
-    game = GameLake(LakehouseSettings.for_home(tmp_path / "lh"), instance)
     order = arrivals()
     run_order(game, [*reversed(order[1:-1]), order[0], order[-1]], batch=4)
 
 
-@pytest.mark.parametrize("table_format", ["iceberg", "delta"])
-def test_arrivals_shuffled_with_a_replaced_file(
-    tmp_path: Path, instance: dg.DagsterInstance, table_format: str
-) -> None:
-    game = GameLake(LakehouseSettings.for_home(tmp_path / "lh", table_format=table_format), instance)
+def test_arrivals_shuffled_with_a_replaced_file(game: GameLake) -> None:
     order = arrivals()
     random.Random(7).shuffle(order)
     run_order(game, [*order, replacement()], batch=4)
 
 
-def test_a_new_hour_rebuilds_only_the_days_it_touched(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_a_new_hour_rebuilds_only_the_days_it_touched(game: GameLake, instance: dg.DagsterInstance) -> None:
     """The cost of an hour does not grow with history: only its event days (and the retention days
     that read them) are rebuilt, never the other days."""
-    game = GameLake(LakehouseSettings.for_home(tmp_path / "lh"), instance)
     for arrival in arrivals()[:-1]:
         land(game, arrival)
     game.catch_up()
