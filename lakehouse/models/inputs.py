@@ -95,16 +95,26 @@ def input_sources(
 
 
 def unbuilt_inputs(lh: Lakehouse, model: SqlModel, graph: ModelGraph) -> dict[TableId | str, Any]:
-    """Refuse to run before the inputs exist, except unpartitioned models not built yet: they read
-    as empty (when built, their changed keys mark the partitions that read them stale, so those are
-    rebuilt with them; see propagate.py). Returns the empty stand-ins."""
+    """Inputs that are models not built yet read as empty (their declared columns and partition
+    columns), never as an error: the first build of such a model marks the partitions that read it
+    stale, so they are rebuilt with it (see staleness.py; a daily reader of daily models follows
+    them through its automation condition). A sensor may run a reader first when both are marked in
+    one tick, or its rebuild overtakes the input's first build. Any other missing input (a landing
+    table) is refused. Returns the empty stand-ins."""
+    import pyarrow as pa
+
     empty: dict[TableId | str, Any] = {}
     missing = []
     for dep in model.deps:
         if lh.tables.exists(dep):
             continue
-        if graph.partitioning(dep) is Partitioning.NONE and dep in graph.models:
-            empty[dep] = graph.models[dep].arrow_schema().empty_table()
+        if dep in graph.models:
+            built = graph.models[dep]
+            schema = built.arrow_schema()
+            for column in built.partitioned_by:
+                if column not in schema.names:
+                    schema = schema.append(pa.field(column, pa.string()))
+            empty[dep] = schema.empty_table()
         else:
             missing.append(dep)
     if missing:
