@@ -18,7 +18,7 @@ from lakehouse.core.settings import LakehouseSettings
 from lakehouse.demo.game import event_path, events, profile_path, profiles
 from lakehouse.facade import Lakehouse
 from tests.helpers import game_reference
-from tests.helpers.daemon import running_daemon
+from tests.helpers.daemon import instance_at, running_daemon
 from tests.helpers.game import differences as game_differences
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,9 @@ def wait_until_equal(lh: Lakehouse, log: Path, timeout: float = 300) -> None:
     pytest.fail(f"game tables did not converge in {timeout}s: {wrong}\nDaemon log tail:\n{tail}")
 
 
-def test_daemon_brings_game_ads_up_to_date_and_again_after_late_data(tmp_path: Path) -> None:
+def test_daemon_brings_game_ads_up_to_date_and_again_after_late_data(
+    tmp_path: Path, table_format: str
+) -> None:
     home, dagster_home, log = tmp_path / "lh", tmp_path / "dagster_home", tmp_path / "daemon.log"
     dagster_home.mkdir()
     env = {
@@ -54,6 +56,7 @@ def test_daemon_brings_game_ads_up_to_date_and_again_after_late_data(tmp_path: P
         "LAKEHOUSE_HOME": str(home),
         "DAGSTER_HOME": str(dagster_home),
         "LAKEHOUSE_SCAN_INTERVAL_SECONDS": "2",
+        "LAKEHOUSE_TABLE_FORMAT": table_format,
     }
     lh = Lakehouse(LakehouseSettings.from_env(env))
     lh.landing.write_arrow(profile_path(START, 0, "profiles"), profiles(USERS, START, seed=1))
@@ -74,9 +77,7 @@ def test_daemon_brings_game_ads_up_to_date_and_again_after_late_data(tmp_path: P
     after = {r["dt"]: r for r in lh.sql("select * from game_db.ads_retention_daily").to_pylist()}
     assert after[str(START)]["dau"] > before[str(START)]["dau"]
 
-    from dagster._core.instance.ref import InstanceRef
-
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
+    with instance_at(dagster_home) as instance:
         records = instance.get_run_records()
         tags = [r.dagster_run.tags for r in records]
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)

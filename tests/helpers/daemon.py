@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.paths import BIN, REPO
 
@@ -36,17 +37,24 @@ def running_daemon(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]
             proc.wait(timeout=10)
 
 
-def run_count(dagster_home: Path) -> int:
-    """Runs recorded in the instance at `dagster_home` (opened the public way, through DAGSTER_HOME)."""
+@contextmanager
+def instance_at(dagster_home: Path) -> Iterator[Any]:
+    """The Dagster instance at `dagster_home`, opened the public way (DAGSTER_HOME), closed after."""
     import dagster as dg
 
     previous = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     try:
         with dg.DagsterInstance.get() as instance:
-            return len(instance.get_run_records())
+            yield instance
     finally:
         if previous is None:
             del os.environ["DAGSTER_HOME"]
         else:
             os.environ["DAGSTER_HOME"] = previous
+
+
+def run_count(dagster_home: Path) -> int:
+    """Runs recorded in the instance at `dagster_home`."""
+    with instance_at(dagster_home) as instance:
+        return len(instance.get_run_records())
