@@ -136,8 +136,10 @@ class Lakehouse:
             ident = TableId(namespace or project or "", name)
             if ident in system:
                 sources[ident] = system[ident]
-            elif self.tables.exists(ident):
-                sources[ident] = self.tables.dataset(ident)
+                continue
+            stored = self.canonical(ident.namespace, ident.name)  # SQL names are case-insensitive
+            if self.tables.exists(stored):
+                sources[ident] = self.tables.dataset(stored)
             else:
                 raise QueryError(f"table {ident} does not exist (see `lakehouse tables`)")
         return self.engine.query(query, sources, default_namespace=project)

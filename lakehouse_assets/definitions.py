@@ -10,11 +10,11 @@ import dagster as dg
 from lakehouse.core.ids import TableId
 from lakehouse.core.partitioning import Partitioning
 from lakehouse.core.settings import LakehouseSettings
+from lakehouse.facade import Lakehouse
 from lakehouse.landing.layout import IDENTIFIER
+from lakehouse.landing.scan import case_conflicts
 from lakehouse.models.graph import ModelGraph
 from lakehouse.models.parser import MODELS_ROOT, load_models
-from lakehouse.storage.catalog import CatalogDB
-from lakehouse.storage.object_store import open_object_store
 from lakehouse_assets.assets import asset_key, build_model_asset, build_ods_asset
 from lakehouse_assets.automation import build_automation_sensor
 from lakehouse_assets.jobs import datascan_ingest_job, namespace_job
@@ -24,32 +24,23 @@ from sensors.datascan import build_datascan_sensor
 from sensors.propagate import build_propagate_sensor
 
 
-def discovered_tables(settings: LakehouseSettings, known: set[TableId]) -> set[TableId]:
+def discovered_tables(settings: LakehouseSettings, declared: set[TableId]) -> set[TableId]:
     """Tables DataScan registered before, plus table folders already in the landing zone.
 
-    Names are case-insensitive: a folder spelled like a known table (or an earlier folder) in another
-    case is no table of its own (DataScan reports it as a conflict)."""
-    registered = sorted(
-        (TableId(r.namespace, r.name) for r in CatalogDB(settings.catalog_uri).list_tables()),
-        key=lambda t: (t not in known, str(t)),
-    )
-    landing = open_object_store(settings.landing_uri, settings.s3)
-    folders = sorted(
-        (
-            TableId(namespace, t)
-            for namespace in landing.list_dirs()
-            if IDENTIFIER.match(namespace)
-            for t in landing.list_dirs(namespace)
-            if IDENTIFIER.match(t)
-        ),
-        key=str,
-    )
-    spelled: dict[tuple[str, str], TableId] = {}
-    for table in [*sorted(known, key=str), *registered, *folders]:
-        spelled.setdefault((table.namespace.lower(), table.name.lower()), table)
-    origin = {(r.namespace, r.name): r.origin for r in CatalogDB(settings.catalog_uri).list_tables()}
-    found = {t for t in registered if origin.get((t.namespace, t.name)) == "datascan"} | set(folders)
-    return {t for t in found if spelled[(t.namespace.lower(), t.name.lower())] == t}
+    Names are case-insensitive: a folder spelled like a declared or catalogued table (or namespace)
+    in another case, or two new folders that differ only in case, are no tables of their own
+    (DataScan reports them as conflicts)."""
+    lh = Lakehouse(settings)
+    registered = {TableId(r.namespace, r.name) for r in lh.table_records() if r.origin == "datascan"}
+    folders = {
+        TableId(namespace, t)
+        for namespace in lh.landing.list_dirs()
+        if IDENTIFIER.match(namespace)
+        for t in lh.landing.list_dirs(namespace)
+        if IDENTIFIER.match(t)
+    }
+    twins = case_conflicts(lh, folders, declared)
+    return registered | {t for t in folders if t not in twins}
 
 
 def build_definitions(
@@ -89,6 +80,7 @@ def build_definitions(
     datascan = build_datascan_sensor(
         interval_seconds=settings.scan_interval_seconds,
         known_tables={t: asset_key(t) for t in ods_tables},
+        declared=frozenset(model_tables | sources),
         downstream={t: [asset_key(m.table) for m in graph.datascan_closure(t)] for t in ods_tables},
         partitions_defs=partitions.hourly,
         jobs=[job for (_, kind), job in jobs.items() if kind is Partitioning.HOURLY],

@@ -23,6 +23,7 @@ def build_datascan_sensor(
     *,
     interval_seconds: int,
     known_tables: Mapping[TableId, dg.AssetKey],
+    declared: frozenset[TableId] = frozenset(),
     downstream: Mapping[TableId, Sequence[dg.AssetKey]],
     partitions_defs: Mapping[str, dg.DynamicPartitionsDefinition],
     jobs: Sequence[Any],
@@ -37,7 +38,7 @@ def build_datascan_sensor(
         "and loads them through ODS, DWD and ADS.",
     )
     def datascan(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
-        result = scan(lakehouse.open())
+        result = scan(lakehouse.open(), declared)
         for _table, reason in result.new_conflicts:
             context.log.warning(f"DataScan conflict: {reason}")
         for misplaced in result.misplaced:

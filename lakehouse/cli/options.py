@@ -7,7 +7,7 @@ import datetime as dt
 import io
 import json
 import math
-import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -39,12 +39,22 @@ def format_option(command: F) -> F:
     )(command)
 
 
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-"""Characters that would break a line or reorder text on a terminal: shown escaped in tables and CSV."""
+def _invisible(char: str) -> bool:
+    """Control, format (bidi marks, zero-width) and line/paragraph separator characters."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
 
 
-def _escape(char: re.Match[str]) -> str:
-    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char.group(), f"\\u{ord(char.group()):04x}")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_invisible(text: str, named: bool = True) -> str:
+    """`text` with control, format and separator characters as escapes (`\\n`, `\\u202e`), so a value
+    can neither break a line of output nor reorder what a terminal shows."""
+    if text.isprintable():
+        return text
+    return "".join(
+        (_NAMED.get(ch) if named else None) or f"\\u{ord(ch):04x}" if _invisible(ch) else ch for ch in text
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -61,25 +71,26 @@ def _shown(value: Any) -> Any:
     """A value as a table or CSV cell: one line, no control characters (a newline in a table name
     must not forge a line of `lakehouse audit`)."""
     value = _plain(value)
-    return CONTROL.sub(_escape, value) if isinstance(value, str) else value
+    return escape_invisible(value) if isinstance(value, str) else value
 
 
 def render(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> str:
     """Rows as JSON (every field; JSON escapes control characters itself), CSV or a table (the given
     columns, control characters escaped)."""
     if fmt == "json":
-        return json.dumps([{k: _plain(v) for k, v in r.items()} for r in rows], ensure_ascii=False)
+        text = json.dumps([{k: _plain(v) for k, v in r.items()} for r in rows], ensure_ascii=False)
+        return escape_invisible(text, named=False)  # one line, whatever the values (JSON escapes)
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({c: _shown(r.get(c)) for c in columns} for r in rows)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([_shown(c) for c in columns])
+        writer.writerows([_shown(r.get(c)) for c in columns] for r in rows)
         return out.getvalue().rstrip("\n")
     from tabulate import tabulate
 
     return tabulate(
         [[_shown(r.get(c)) for c in columns] for r in rows],
-        headers=columns,
+        headers=[_shown(c) for c in columns],
         tablefmt="psql",
         disable_numparse=True,
     )

@@ -9,12 +9,21 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
-def local_secret(home: str, filename: str, env_var: str, env: Mapping[str, str] | None = None) -> bytes:
-    """`env_var` when set, else the content of $home/filename, created once with mode 0600."""
+class MissingSecret(LookupError):
+    """The secret is neither in the environment nor in its file (and was not to be created)."""
+
+
+def local_secret(
+    home: str, filename: str, env_var: str, env: Mapping[str, str] | None = None, create: bool = True
+) -> bytes:
+    """`env_var` when set, else the content of $home/filename, created once with mode 0600 (unless
+    `create` is False: then MissingSecret)."""
     env = os.environ if env is None else env
     if env.get(env_var):
         return env[env_var].encode("utf-8")
     path = Path(home) / filename
+    if not path.exists() and not create:
+        raise MissingSecret(f"neither {env_var} nor {path} holds the secret")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

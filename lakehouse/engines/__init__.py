@@ -8,12 +8,18 @@ __all__ = ["Engine", "QueryError", "QueryLimitExceeded", "ReadOnlyViolation", "S
 
 
 def open_engine(
-    name: str = "duckdb", *, memory_limit: str | None = None, timeout_seconds: float | None = None
+    name: str = "duckdb",
+    *,
+    memory_limit: str | None = None,
+    timeout_seconds: float | None = None,
+    timeout_limit: float | None = None,
 ) -> Engine:
     """The engine by name (`duckdb` is the only one this release ships), optionally with limits that
     every statement it runs must keep (governed queries)."""
     if name == "duckdb":
         from lakehouse.engines.duckdb import DuckDBEngine
 
-        return DuckDBEngine(memory_limit=memory_limit, timeout_seconds=timeout_seconds)
+        return DuckDBEngine(
+            memory_limit=memory_limit, timeout_seconds=timeout_seconds, timeout_limit=timeout_limit
+        )
     raise ValueError(f"unknown engine {name!r}; available: duckdb")

@@ -34,12 +34,15 @@ class DuckDBEngine:
         threads: int | None = None,
         memory_limit: str | None = None,
         timeout_seconds: float | None = None,
+        timeout_limit: float | None = None,
     ) -> None:
         self.threads = threads
         self.memory_limit = memory_limit
         """DuckDB's memory_limit for each connection (e.g. '4GB'); past it a statement fails."""
         self.timeout_seconds = timeout_seconds
         """Wall time a statement may take, reading its result included; then it is interrupted."""
+        self.timeout_limit = timeout_limit if timeout_limit is not None else timeout_seconds
+        """The limit an error names (a governed query's statement gets only the time it has left)."""
 
     def _open(self) -> Any:
         import duckdb
@@ -60,7 +63,7 @@ class DuckDBEngine:
         """One connection for several trusted statements, closed at the end."""
         con = self._open()
         try:
-            yield DuckDBSession(con, self.timeout_seconds, self.memory_limit)
+            yield DuckDBSession(con, self.timeout_seconds, self.memory_limit, self.timeout_limit)
         finally:
             con.close()
 
@@ -105,15 +108,45 @@ class DuckDBEngine:
             yield reader
 
 
+class _Watchdog:
+    """After `seconds`, call `interrupt` every 0.2 s until cancelled."""
+
+    def __init__(self, seconds: float, interrupt: Any) -> None:
+        self._seconds = seconds
+        self._interrupt = interrupt
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="duckdb-timeout", daemon=True)
+
+    def _run(self) -> None:
+        if self._done.wait(self._seconds):
+            return
+        while not self._done.is_set():
+            self._interrupt()
+            self._done.wait(0.2)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
 class DuckDBSession:
     """Statements on one DuckDB connection, one at a time: each statement's sources are bound as
     views for it alone (namespace.table, or a bare name) and dropped when it is done."""
 
     def __init__(
-        self, con: Any, timeout_seconds: float | None = None, memory_limit: str | None = None
+        self,
+        con: Any,
+        timeout_seconds: float | None = None,
+        memory_limit: str | None = None,
+        timeout_limit: float | None = None,
     ) -> None:
         self._con = con
         self._timeout = timeout_seconds
+        self._timeout_limit = timeout_limit if timeout_limit is not None else timeout_seconds
         self._memory_limit = memory_limit
         self._busy = False
         self._schemas: set[str] = set()
@@ -183,7 +216,7 @@ class DuckDBSession:
         def failure(exc: Exception) -> QueryError:
             if isinstance(exc, duckdb.InterruptException) and self._timeout is not None:
                 return QueryLimitExceeded(
-                    f"{statement_name}: cancelled after {self._timeout:g} s, "
+                    f"{statement_name}: cancelled after {self._timeout_limit:g} s, "
                     "the limit LAKEHOUSE_QUERY_TIMEOUT_SECONDS sets"
                 )
             if isinstance(exc, duckdb.OutOfMemoryException) and self._memory_limit:
@@ -200,8 +233,9 @@ class DuckDBSession:
                 raise failure(exc) from None
 
         # The clock covers running the statement and reading its result; on expiry the connection's
-        # work is interrupted (nothing keeps running after the error).
-        timer = threading.Timer(self._timeout, self._con.interrupt) if self._timeout else None
+        # work is interrupted, again and again until the statement stops (an interrupt that arrives
+        # while DuckDB is still binding is lost), so nothing keeps running after the error.
+        timer = _Watchdog(self._timeout, self._con.interrupt) if self._timeout else None
         bound: list[str] = []
         try:
             try:

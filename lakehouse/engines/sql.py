@@ -105,11 +105,21 @@ def query_identifiers(sql: str) -> set[str] | None:
         return None
     if any(_function_name(f) == "columns" for f in tree.find_all(exp.Func)):
         return None
-    # A table or its alias used as a value is the whole row: to_json(t), t['col'], struct_pack(t).
+    # Constructs that read columns they do not name: PIVOT, SUMMARIZE, DESCRIBE, NATURAL joins,
+    # positional columns (#2), and aliases that rename a table's columns by position (t(a, b)).
+    if any(tree.find_all(exp.Pivot, exp.PositionalColumn, exp.Summarize, exp.Describe)):
+        return None
+    if any(str(j.args.get("method") or "").upper() == "NATURAL" for j in tree.find_all(exp.Join)):
+        return None
+    if any(a.columns for a in tree.find_all(exp.TableAlias)):
+        return None
+    # A table or its alias used as a value is the whole row: to_json(t), t['col'], to_json(ns.t).
     relations = {str(t.name).lower() for t in tree.find_all(exp.Table)}
     relations |= {str(t.alias).lower() for t in tree.find_all(exp.Table) if t.alias}
     relations |= {str(a.alias).lower() for a in tree.find_all(exp.TableAlias) if a.alias}
+    namespaces = {str(t.db).lower() for t in tree.find_all(exp.Table) if t.db}
     for column in tree.find_all(exp.Column):
-        if not column.table and str(column.name).lower() in relations:
+        qualifier = str(column.table).lower()
+        if str(column.name).lower() in relations and (not qualifier or qualifier in namespaces):
             return None
     return {str(i.name).lower() for i in tree.find_all(exp.Identifier)}

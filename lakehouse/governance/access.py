@@ -7,10 +7,10 @@ registered. So joins, filters, aggregates, functions and subqueries all see mask
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.core.ids import TableId
@@ -21,6 +21,19 @@ if TYPE_CHECKING:
 
     from lakehouse.engines.base import Engine
     from lakehouse.facade import Lakehouse
+
+
+MAX_QUERY_CHARS = 100_000
+"""Longest governed query text (parsing a huge one is work no limit of the engine's would bound)."""
+MAX_NAME = 255
+"""Longest user or role name (the catalog's column width); longer is refused, not stored."""
+
+
+def storable(text: Any) -> Any:
+    """Text as the catalog can store it: lone surrogates (undecodable bytes from a shell) escaped."""
+    if isinstance(text, str):
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 @dataclass
@@ -51,39 +64,64 @@ class GovernedAccess:
     def __init__(self, lakehouse: Lakehouse) -> None:
         self.lakehouse = lakehouse
 
-    @cached_property
-    def engine(self) -> Engine:
-        """The engine for governed queries: every statement within the query limits."""
+    def engine(self, seconds_left: float) -> Engine:
+        """The engine for one governed query: its memory limit, and the time the query has left."""
         from lakehouse.engines import open_engine
 
         settings = self.lakehouse.settings
         return open_engine(
-            memory_limit=settings.query_memory_limit, timeout_seconds=settings.query_timeout_seconds
+            memory_limit=settings.query_memory_limit,
+            timeout_seconds=seconds_left,
+            timeout_limit=settings.query_timeout_seconds,
         )
 
-    def principal(self, user: str | None, role: str | None, kind: str, statement: str) -> Principal:
-        """Who asks (the owner without user and role); a refused principal is audited, then raised."""
+    def _deadline(self) -> float:
+        return time.monotonic() + self.lakehouse.settings.query_timeout_seconds
+
+    def _left(self, deadline: float, doing: str) -> float:
+        """Seconds left before the deadline, or QueryLimitExceeded naming what was being done."""
+        from lakehouse.engines.base import QueryLimitExceeded
+
+        left = deadline - time.monotonic()
+        if left <= 0:
+            limit = self.lakehouse.settings.query_timeout_seconds
+            raise QueryLimitExceeded(
+                f"query: cancelled after {limit:g} s while {doing}, the limit LAKEHOUSE_QUERY_TIMEOUT_SECONDS sets"
+            )
+        return left
+
+    def principal(self, user: Any, role: Any, kind: str, statement: Any) -> Principal:
+        """Who asks (the owner without user and role); a refused principal is audited, then raised.
+
+        Anything that is not a name (not text, too long, not encodable) is refused like an unknown
+        name, and audited: no attempt goes unrecorded."""
         from lakehouse.governance.store import audit_name
 
         lh = self.lakehouse
+        statement = storable(statement)
         try:
-            return lh.governance.resolve(user, role)
+            for what, value in (("user", user), ("role", role)):
+                if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME):
+                    raise PermissionDenied(f"{what} {audit_name(value)} is not a {what} name")
+            return lh.governance.resolve(storable(user), storable(role))
         except PermissionDenied as exc:
-            who = audit_name(user) if user is not None else OWNER
-            attempt = lh.audit.begin(who, [role] if role else [], kind, statement)
-            lh.audit.end(attempt, [], [], None, "denied", str(exc))
+            who = OWNER if user is None else lh.governance.stored_user(storable(user)) or audit_name(user)
+            roles = [] if role is None else [lh.governance.stored_role(storable(role)) or audit_name(role)]
+            attempt = lh.audit.begin(who, roles, kind, statement)
+            lh.audit.end(attempt, [], [], None, "denied", storable(str(exc)))
             raise
 
     @contextmanager
     def attempt(self, principal: Principal, kind: str, statement: str) -> Iterator[Attempt]:
         """Audit one governed attempt: the row is written now and completed when the block ends."""
         lh = self.lakehouse
-        record = Attempt(lh.audit.begin(principal.audit_user, principal.roles, kind, statement))
+        record = Attempt(lh.audit.begin(principal.audit_user, principal.roles, kind, storable(statement)))
         try:
             yield record
         except Exception as exc:
             status = "denied" if isinstance(exc, PermissionDenied) else "error"
-            lh.audit.end(record.id, record.tables, masked_column_list(record.masks), None, status, str(exc))
+            reason = storable(str(exc))
+            lh.audit.end(record.id, record.tables, masked_column_list(record.masks), None, status, reason)
             raise
         lh.audit.end(record.id, record.tables, masked_column_list(record.masks), record.rows, "ok", None)
 
@@ -95,7 +133,12 @@ class GovernedAccess:
         from lakehouse.engines.sql import ensure_governed_query, query_identifiers, referenced_tables
 
         lh = self.lakehouse
+        deadline = self._deadline()  # parsing, masking and running all count
         with self.attempt(principal, "query", query) as record:
+            if len(query) > MAX_QUERY_CHARS:
+                raise QueryError(
+                    f"the query is {len(query):,} characters; a governed query may have {MAX_QUERY_CHARS:,}"
+                )
             ensure_governed_query(query)
             for namespace, name in referenced_tables(query):
                 if namespace is None and project is None:
@@ -106,9 +149,10 @@ class GovernedAccess:
             record.masks = lh.governance.authorize(principal, record.tables)
             needed = query_identifiers(query)
             sources: dict[TableId | str, Any] = {
-                ident: self._source(ident, record.masks[ident], needed) for ident in record.tables
+                ident: self._source(ident, record.masks[ident], needed, deadline) for ident in record.tables
             }
-            result = self.engine.query(query, sources, default_namespace=project)
+            engine = self.engine(self._left(deadline, "masking the tables it reads"))
+            result = engine.query(query, sources, default_namespace=project)
             record.rows = result.num_rows
         return result
 
@@ -128,7 +172,8 @@ class GovernedAccess:
             ident = lh.canonical(ident.namespace, ident.name)
             record.tables.append(ident)
             record.masks = lh.governance.authorize(principal, [ident])
-            schema, batches = self.masked_batches(ident, record.masks[ident], columns, partition)
+            deadline = self._deadline()
+            schema, batches = self.masked_batches(ident, record.masks[ident], columns, partition, deadline)
             result = pa.Table.from_batches(list(batches), schema=schema)
             record.rows = result.num_rows
         return result
@@ -146,8 +191,10 @@ class GovernedAccess:
         masks: Mapping[str, Mask],
         columns: list[str] | None = None,
         partition: dict[str, str] | None = None,
+        deadline: float | None = None,
     ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-        """The table's current snapshot as record batches with the masked columns masked.
+        """The table's current snapshot as record batches with the masked columns masked (within
+        the query time limit when a `deadline` is given).
 
         A partition filter on a masked column is refused: it would select rows by the raw values
         (an oracle for them) before any masking."""
@@ -173,17 +220,24 @@ class GovernedAccess:
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in dataset.to_batches(columns=names):
+                if deadline is not None:
+                    self._left(deadline, f"masking {ident}")
                 masked = mask_table(pa.Table.from_batches([batch]), spec, salt)
                 yield from masked.cast(schema).to_batches()
 
         return schema, batches()
 
-    def _source(self, ident: TableId, masks: Mapping[str, Mask], needed: set[str] | None) -> Any:
+    def _source(
+        self, ident: TableId, masks: Mapping[str, Mask], needed: set[str] | None, deadline: float
+    ) -> Any:
         import pyarrow as pa
 
         dataset = self.lakehouse.tables.dataset(ident)
         if not masks:
             return dataset  # nothing hidden from this principal: a lazy scan with pushdown is fine
         names = [n for n in dataset.schema.names if needed is None or n.lower() in needed]
-        schema, batches = self.masked_batches(ident, masks, names or dataset.schema.names[:1])
+        # count(*) alone needs no column: read the cheapest unmasked one (or the first) for the rows
+        plain = [n for n in dataset.schema.names if n not in masks]
+        fallback = plain[:1] or dataset.schema.names[:1]
+        schema, batches = self.masked_batches(ident, masks, names or fallback, deadline=deadline)
         return pa.Table.from_batches(list(batches), schema=schema)  # only masked values, materialized

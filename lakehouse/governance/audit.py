@@ -22,15 +22,18 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from lakehouse.core.secrets import local_secret
-from lakehouse.governance.schema import access_t
+from lakehouse.core.secrets import MissingSecret, local_secret
+from lakehouse.governance.schema import access_t, settings_t
 
 AUDIT_KEY_FILE = "audit_key"
 AUDIT_KEY_ENV = "LAKEHOUSE_AUDIT_KEY"
+CHAIN_ANCHOR_FILE = "audit_chain"
+KEY_FINGERPRINT = "lakehouse.audit.key_fingerprint"
 STARTED = "started"
 APPEND_RETRIES = 20
 
@@ -41,6 +44,10 @@ def _now() -> dt.datetime:
 
 def _text(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+class AuditKeyMismatch(RuntimeError):
+    """This home's audit key is not the one the catalog's trail is written with."""
 
 
 @dataclass
@@ -65,20 +72,51 @@ class AuditLog:
         self.engine = engine
         self._home = home
 
-    def _key(self) -> bytes:
-        return local_secret(self._home, AUDIT_KEY_FILE, AUDIT_KEY_ENV)
+    def _key(self, create: bool = True) -> bytes:
+        return local_secret(self._home, AUDIT_KEY_FILE, AUDIT_KEY_ENV, create=create)
 
-    def _mac(self, *parts: Any) -> str:
+    def _mac(self, *parts: Any, key: bytes | None = None) -> str:
         payload = json.dumps([_text(p) for p in parts], separators=(",", ":"), ensure_ascii=True)
-        return hmac.new(self._key(), payload.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(key or self._key(), payload.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _check_key(self, conn: sa.Connection, key: bytes) -> None:
+        """The catalog remembers which key its trail is written with (a keyed fingerprint, not the
+        key): another LAKEHOUSE_HOME on the same catalog with another key is refused, not chained."""
+        fingerprint = self._mac("lakehouse audit key", key=key)
+        where = (settings_t.c.namespace == "") & (settings_t.c.key == KEY_FINGERPRINT)
+        stored = conn.execute(sa.select(settings_t.c.value).where(where)).scalar()
+        if stored is None:
+            conn.execute(
+                sa.insert(settings_t).values(
+                    namespace="", key=KEY_FINGERPRINT, value=fingerprint, updated_at=_now()
+                )
+            )
+        elif not hmac.compare_digest(stored, fingerprint):
+            raise AuditKeyMismatch(
+                f"the audit key of {self._home} is not the key this catalog's audit trail is written with; "
+                f"set {AUDIT_KEY_ENV} (or {self._home}/{AUDIT_KEY_FILE}) to that key"
+            )
+
+    def _anchor(self) -> Path:
+        return Path(self._home) / CHAIN_ANCHOR_FILE
+
+    def _remember_start(self, row_id: int) -> None:
+        """The first row this home chained, kept beside the key: wiping every hash in the database
+        then shows, instead of passing for rows older than the chain."""
+        anchor = self._anchor()
+        if not anchor.exists():
+            anchor.parent.mkdir(parents=True, exist_ok=True)
+            anchor.write_text(f"{row_id}\n")
 
     def begin(self, user_name: str, roles: Iterable[str], kind: str, statement: str | None) -> int:
         """Write the attempt (status started) before it runs; returns its id."""
         roles_text = ",".join(sorted(roles))
+        key = self._key()
         for attempt in range(APPEND_RETRIES):
             at = _now()
             try:
                 with self.engine.begin() as conn:
+                    self._check_key(conn, key)
                     last = conn.execute(
                         sa.select(access_t.c.id, access_t.c.row_hash).order_by(access_t.c.id.desc()).limit(1)
                     ).first()
@@ -99,14 +137,15 @@ class AuditLog:
                             row_hash=row_hash,
                         )
                     )
-                    key = result.inserted_primary_key
+                    inserted = result.inserted_primary_key
             except (sa.exc.IntegrityError, sa.exc.OperationalError):
                 # Another writer appended after the row we read (unique prev_id), or SQLite refused our
                 # stale snapshot: link to the new last row.
                 time.sleep(0.005 * (attempt + 1))
                 continue
-            assert key is not None
-            return int(key[0])
+            assert inserted is not None
+            self._remember_start(int(inserted[0]))
+            return int(inserted[0])
         raise RuntimeError("could not append to the audit trail: too many concurrent writers")
 
     def end(
@@ -148,6 +187,13 @@ class AuditLog:
     def verify(self) -> VerifyReport:
         """Recompute the chain: every row's link and HMACs, in order."""
         report = VerifyReport()
+        try:
+            self._key(create=False)
+        except MissingSecret as exc:
+            report.problems.append(f"no audit key to verify with: {exc}")
+            return report
+        anchor = self._anchor()
+        start = int(anchor.read_text().strip()) if anchor.exists() else None
         previous: Any = None
         last_legacy = 0  # the newest row written before the chain existed: where the chain starts
         with self.engine.connect() as conn:
@@ -157,6 +203,11 @@ class AuditLog:
                 if r["row_hash"] is None:
                     if previous is not None:
                         report.problems.append(f"row {r['id']}: not chained, after chained rows")
+                    elif start is not None and r["id"] >= start:
+                        report.problems.append(
+                            f"row {r['id']}: not chained, but the chain started at row {start} "
+                            f"({CHAIN_ANCHOR_FILE}): its hashes were removed"
+                        )
                     last_legacy = r["id"]
                     continue
                 report.chained += 1
@@ -181,8 +232,9 @@ class AuditLog:
                     report.problems.append(f"row {r['id']}: the attempt was changed after it was written")
                 if r["status"] == STARTED:
                     report.started += 1
-                    if r["end_hash"] is not None:
-                        report.problems.append(f"row {r['id']}: completed, then set back to started")
+                    outcome = (r["end_hash"], r["finished_at"], r["rows"], r["reason"])
+                    if outcome != (None, None, None, None) or r["tables"] or r["masked_columns"]:
+                        report.problems.append(f"row {r['id']}: an outcome was changed back to started")
                 else:
                     end = self._mac(
                         r["row_hash"],

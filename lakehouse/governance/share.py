@@ -142,7 +142,7 @@ def export_share(
             "table_format": lakehouse.settings.table_format,
             "snapshot": version,
             "location": target,
-            "exported_by": user,
+            "exported_by": principal.audit_user,
             "roles": sorted(principal.roles),
             "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "rows": sum(f["rows"] for f in files),

@@ -70,10 +70,11 @@ RESERVED_USER_KEYS = {"", OWNER}
 """'' would be everyone's fallback key; 'owner' is how the audit names the project owner."""
 
 
-def audit_name(typed: str) -> str:
-    """How the audit names a user name that is no user: escaped and marked, so it never reads like
-    a real user (user names have no quotes or colons) or the owner."""
-    return f"unknown:{typed!r}"
+def audit_name(typed: object) -> str:
+    """How the audit names a user or role name that is none: escaped, marked and cut to a bounded
+    length, so it never reads like a real name (names have no quotes or colons) or the owner."""
+    text = ascii(typed)
+    return f"unknown:{text[:200]}{'...' if len(text) > 200 else ''}"
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,22 @@ class GovernanceDB:
             GovernanceDB._created.add(url)
 
     # --- principals ------------------------------------------------------------------------
+    def stored_user(self, typed: str) -> str | None:
+        """The stored spelling of the user `typed` names, or None."""
+        if not isinstance(typed, str) or len(typed) > 255:
+            return None
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(users_t.c.display_name).where(users_t.c.name == user_key(typed)))
+            return found.scalar()
+
+    def stored_role(self, typed: str) -> str | None:
+        """The stored name of the role `typed` names, or None."""
+        if not isinstance(typed, str) or len(typed) > 255:
+            return None
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(roles_t.c.name).where(roles_t.c.name == typed.strip().lower()))
+            return found.scalar()
+
     def resolve(self, user: str | None, role: str | None) -> Principal:
         """The principal for --user/--role. Unknown users, unknown roles and roles the user does not
         hold are refused. A role alone (no user) is the owner acting as that role."""
@@ -161,12 +178,10 @@ class GovernanceDB:
             raise PermissionDenied(f"user {user!r} is not a user name (blank, or reserved for the owner)")
         with self.engine.connect() as conn:
             role_key = role.strip().lower() if role else None
-            if (
-                role_key
-                and conn.execute(sa.select(roles_t.c.name).where(roles_t.c.name == role_key)).first() is None
-            ):
-                raise PermissionDenied(f"role {role!r} does not exist")
-            if user is None:
+            if user is None:  # the owner previewing a role: the owner may know which roles exist
+                exists = sa.select(roles_t.c.name).where(roles_t.c.name == role_key)
+                if role_key and conn.execute(exists).first() is None:
+                    raise PermissionDenied(f"role {role!r} does not exist")
                 return Principal(None, frozenset({role_key} if role_key else set()))
             found = conn.execute(
                 sa.select(users_t.c.display_name).where(users_t.c.name == user_key(user))
@@ -246,19 +261,22 @@ class GovernanceDB:
 
         result: dict[TableId, dict[str, Mask]] = {}
         with self.engine.connect() as conn:
-            held = self._privileges(conn, principal)
+            # Names are case-insensitive, and a refusal names the table as asked, lower-cased: never
+            # the catalog's spelling, which would tell that the table exists.
+            held = {(p, k, o.lower()) for p, k, o in self._privileges(conn, principal)}
             for table in tables:
-                if table.namespace == "lakehouse":
+                asked = TableId(table.namespace.lower(), table.name.lower())
+                if asked.namespace == "lakehouse":
                     raise PermissionDenied(
-                        f"{principal.label} may not read system table {table}: system tables are the owner's"
+                        f"{principal.label} may not read system table {asked}: system tables are the owner's"
                     )
-                if ("CreateInstance", "project", table.namespace) not in held:
+                if ("CreateInstance", "project", asked.namespace) not in held:
                     raise PermissionDenied(
-                        f"{principal.label} has no CreateInstance on project {table.namespace} "
-                        f"(needed to query table {table})"
+                        f"{principal.label} has no CreateInstance on project {asked.namespace} "
+                        f"(needed to query table {asked})"
                     )
-                if ("SELECT", "table", str(table)) not in held:
-                    raise PermissionDenied(f"{principal.label} has no SELECT on table {table}")
+                if ("SELECT", "table", str(asked)) not in held:
+                    raise PermissionDenied(f"{principal.label} has no SELECT on table {asked}")
                 masks = self.masks_for(conn, table, principal.mask_roles)
                 result[TableId(table.namespace, table.name)] = masks
         return result

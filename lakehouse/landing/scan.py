@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lakehouse.core.ids import TableId
@@ -86,7 +87,49 @@ def conflict_reason(lh: Lakehouse, table: TableId) -> str | None:
     return None
 
 
-def scan(lh: Lakehouse) -> ScanResult:
+def case_conflicts(lh: Lakehouse, tables: set[TableId], declared: Iterable[TableId]) -> dict[TableId, str]:
+    """Landing tables whose name differs only in case from another's: SQL names are case-insensitive,
+    so they would shadow each other (and cut readers off a governed table). A declared or catalogued
+    spelling wins; two new spellings of one name are both held until one is renamed. Namespaces too."""
+    known = {(t.namespace.lower(), t.name.lower()): t for t in declared}
+    for record in lh.catalog.list_tables():
+        known.setdefault(
+            (record.namespace.lower(), record.name.lower()), TableId(record.namespace, record.name)
+        )
+    namespaces = {key[0]: t.namespace for key, t in known.items()}
+    landed: dict[tuple[str, str], set[TableId]] = defaultdict(set)
+    landed_ns: dict[str, set[str]] = defaultdict(set)
+    for table in tables:
+        landed[(table.namespace.lower(), table.name.lower())].add(table)
+        landed_ns[table.namespace.lower()].add(table.namespace)
+    reasons: dict[TableId, str] = {}
+    rename = "SQL names are case-insensitive; rename the landing folder"
+    for table in tables:
+        key = (table.namespace.lower(), table.name.lower())
+        ns_known = namespaces.get(key[0])
+        if key in known and known[key] != table:
+            reasons[table] = f"{table} differs only in case from table {known[key]}; {rename}"
+        elif ns_known is not None and ns_known != table.namespace:
+            reasons[table] = (
+                f"namespace {table.namespace} differs only in case from namespace {ns_known}; {rename}"
+            )
+        elif key not in known and len(landed[key]) > 1:
+            others = ", ".join(str(t) for t in sorted(landed[key] - {table}, key=str))
+            reasons[table] = (
+                f"{table} and {others} differ only in case; neither is loaded until one is renamed"
+            )
+        elif ns_known is None and len(landed_ns[key[0]]) > 1:
+            others = ", ".join(sorted(landed_ns[key[0]] - {table.namespace}))
+            reasons[table] = (
+                f"namespace {table.namespace} and {others} differ only in case; "
+                "neither is loaded until one is renamed"
+            )
+    return reasons
+
+
+def scan(lh: Lakehouse, declared: Iterable[TableId] = ()) -> ScanResult:
+    """What to (re)load. `declared`: the tables the code location knows (models and their sources),
+    whose spelling wins over a landing folder's that differs only in case."""
     started = time.perf_counter()
     lh.landing.refresh()
     known = lh.catalog.file_fingerprints()
@@ -141,15 +184,9 @@ def scan(lh: Lakehouse) -> ScanResult:
 
     conflicting: set[TableId] = set()
     new_conflicts: list[tuple[TableId, str]] = []
-    spelled: dict[tuple[str, str], TableId] = {}  # the first spelling of each case-insensitive name
+    case_reasons = case_conflicts(lh, tables, declared)
     for table in sorted(tables, key=str):
-        first = spelled.setdefault((table.namespace.lower(), table.name.lower()), table)
-        reason = conflict_reason(lh, table)
-        if reason is None and first != table and lh.catalog.get_table(table.namespace, table.name) is None:
-            reason = (
-                f"{table} differs only in case from the landing folder {first}; SQL names are "
-                "case-insensitive: rename one of them"
-            )
+        reason = conflict_reason(lh, table) or case_reasons.get(table)
         if reason:
             conflicting.add(table)
             if lh.catalog.record_conflict(table.namespace, table.name, reason):
