@@ -24,6 +24,6 @@ total as (
 select
     e.device_type,
     count(distinct e.user_id) as users,
-    round(count(distinct e.user_id) / total.dau, 4) as share
+    round(count(distinct e.user_id) / nullif(total.dau, 0), 4) as share  -- NULL, not NaN, on a day without users
 from e, total
 group by e.device_type, total.dau

@@ -2,7 +2,8 @@
 description: >
   Daily GMV and paying users, for every date with any event: gmv = sum of amount over purchase events
   (0.0 if none), paying_users = distinct users with a purchase of amount > 0, orders = purchase events
-  with amount > 0, arppu = round(gmv / paying_users, 2), NULL without paying users. Read from the
+  with amount > 0, arppu = gmv / paying_users rounded to 2 places (exactly, half away from zero, as
+  Spark rounds), NULL without paying users. Read from the
   day's activity table; amounts are summed exactly (DECIMAL(38, 9)), so the result does not depend on
   file or row order. The check reconciles it with the events in dwd_user_event.
 partitions: daily
@@ -28,6 +29,7 @@ checks:
 
 with agg as (
     select
+        sum(purchase_amount) as gmv_exact,
         cast(sum(purchase_amount) as double) as gmv,
         count(distinct user_id) filter (where paid_orders > 0) as paying_users,
         sum(paid_orders) as orders
@@ -38,6 +40,13 @@ select
     gmv,
     paying_users,
     orders,
-    case when paying_users > 0 then round(gmv / paying_users, 2) end as arppu
+    -- exactly, half away from zero, from the DECIMAL sum in nano-units (rounding the double
+    -- quotient turned 65.07 / 2 = 32.535 into 32.53)
+    case when paying_users > 0 then
+        sign(gmv_exact) * (
+            (abs(cast(gmv_exact * 1000000000 as hugeint)) * 2 + paying_users * 10000000)
+            // (paying_users * 20000000)
+        ) / 100.0
+    end as arppu
 from agg
 where gmv is not null

@@ -49,9 +49,9 @@ d7 as (
 select
     base.dau,
     coalesce(d1.d1_retained, 0) as d1_retained,
-    round(coalesce(d1.d1_retained, 0) * 1.0 / base.dau, 4) as d1_retention_rate,
+    round(coalesce(d1.d1_retained, 0) * 1.0 / nullif(base.dau, 0), 4) as d1_retention_rate,
     coalesce(d7.d7_retained, 0) as d7_retained,
-    round(coalesce(d7.d7_retained, 0) * 1.0 / base.dau, 4) as d7_retention_rate
+    round(coalesce(d7.d7_retained, 0) * 1.0 / nullif(base.dau, 0), 4) as d7_retention_rate
 from base
 left join d1 on base.dt = d1.dt
 left join d7 on base.dt = d7.dt

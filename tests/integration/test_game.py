@@ -146,6 +146,40 @@ def test_purchase_trends(game: GameLake) -> None:
     ]
 
 
+def test_arppu_rounds_the_exact_quotient_half_away_from_zero(game: GameLake) -> None:
+    """65.07 / 2 = 32.535 exactly: 32.54, as Spark's ROUND gives (rounding the double gave 32.53)."""
+    game.land_profiles([profile(1), profile(2)])
+    game.land_events(
+        [
+            event(1, "2025-09-01 10:00:00", "purchase", '{"amount": 32.53}'),
+            event(2, "2025-09-01 11:00:00", "purchase", '{"amount": 32.54}'),
+        ],
+        dt="2025-09-01",
+    )
+    game.catch_up()
+    [day] = game.table("ads_purchase_trends_daily")
+    assert (day["gmv"], day["paying_users"], day["arppu"]) == (65.07, 2, 32.54)
+    game.assert_matches_full_recompute()
+
+
+def test_a_day_without_known_users_has_null_rates_not_nan(game: GameLake) -> None:
+    """A day whose only events have no user_id has dau 0: its rates and shares are NULL (0/0 in
+    Spark), not NaN, and its checks pass (NaN failed the range checks and the run)."""
+    game.land_profiles([profile(1)])
+    game.land_events([event(1, "2025-09-01 10:00:00")], dt="2025-09-01")
+    game.land_events([event(None, "2025-09-02 10:00:00", "purchase", '{"amount": 5}')], dt="2025-09-02")
+    result = game.catch_up()
+    assert result.failed == 0
+    retention = {r["dt"]: r for r in game.table("ads_retention_daily")}
+    assert retention["2025-09-02"]["dau"] == 0
+    assert retention["2025-09-02"]["d1_retention_rate"] is None
+    assert retention["2025-09-02"]["d7_retention_rate"] is None
+    assert all(
+        r["share"] is None for r in game.table("ads_device_preference_daily", "where dt = '2025-09-02'")
+    )
+    game.assert_matches_full_recompute()
+
+
 def test_device_preference_and_region_distribution(game: GameLake) -> None:
     game.land_profiles(
         [
