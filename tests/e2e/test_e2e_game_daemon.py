@@ -46,6 +46,26 @@ def wait_until_equal(lh: Lakehouse, log: Path, timeout: float = 300) -> None:
     pytest.fail(f"game tables did not converge in {timeout}s: {wrong}\nDaemon log tail:\n{tail}")
 
 
+def wait_until_idle(dagster_home: Path, log: Path, timeout: float = 180) -> None:
+    """No run queued or running for a few seconds: the daemon has nothing left in flight."""
+    busy = [
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    ]
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline:
+        with instance_at(dagster_home) as instance:
+            running = instance.get_runs_count(dg.RunsFilter(statuses=busy))
+        quiet = quiet + 1 if not running else 0
+        if quiet >= 3:
+            return
+        time.sleep(2)
+    pytest.fail(f"runs still in flight after {timeout}s\nDaemon log tail:\n{log.read_text()[-3000:]}")
+
+
 def test_daemon_brings_game_ads_up_to_date_and_again_after_late_data(
     tmp_path: Path, table_format: str
 ) -> None:
@@ -74,6 +94,7 @@ def test_daemon_brings_game_ads_up_to_date_and_again_after_late_data(
         late = events(dt.datetime.combine(START, dt.time(0)), 300, USERS, seed=77, hours=24, cohort=5)
         lh.landing.write_arrow(event_path(START, 0, "late"), late)
         wait_until_equal(lh, log)
+        wait_until_idle(dagster_home, log)  # stopping the daemon would interrupt a run still in flight
     after = {r["dt"]: r for r in lh.sql("select * from game_db.ads_retention_daily").to_pylist()}
     assert after[str(START)]["dau"] > before[str(START)]["dau"]
 
