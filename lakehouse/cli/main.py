@@ -13,15 +13,32 @@ from lakehouse.cli.generate import generate
 from lakehouse.cli.governance import audit, policy, share
 from lakehouse.cli.options import LakehouseGroup
 from lakehouse.cli.query import partitions, rejected, sql, tables
-from lakehouse.cli.scan import scan
 
 
-@click.group(cls=LakehouseGroup)
+class Commands(LakehouseGroup):
+    """The commands, plus those of the Dagster wing, imported by name only when invoked."""
+
+    lazy = {"scan": "sensors.scan_command:scan"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attribute = self.lazy[name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=Commands)
 def main() -> None:
     """Open lakehouse on Dagster: DataScan, SQL models, Iceberg/Delta tables, DuckDB."""
 
 
-for command in (sql, policy, share, audit, generate, scan, tables, partitions, rejected):
+for command in (sql, policy, share, audit, generate, tables, partitions, rejected):
     main.add_command(command)
 
 

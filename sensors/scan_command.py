@@ -1,10 +1,19 @@
-"""DataScan now, in this process, and what it asks for (the daemon's work, once)."""
+"""`lakehouse scan`: DataScan now, in this process, and what it asks for (the daemon's work, once).
+
+The one command that drives Dagster, so it lives in the Dagster wing; `lakehouse/cli/main.py`
+loads it by name only when it is invoked, and every other command runs without Dagster.
+"""
 
 from __future__ import annotations
 
+import warnings
+
 import click
+import dagster as dg
 
 from lakehouse.cli.options import open_lakehouse
+from lakehouse_assets.definitions import build_definitions
+from sensors.run_once import catch_up, dagster_instance, run_datascan_once
 
 
 @click.command()
@@ -26,14 +35,6 @@ def scan(execute: bool, log_level: str) -> None:
 
     Like the daemon, it then rebuilds what late data left stale (the propagate sensor) and what the
     automation conditions ask for, until nothing is left to do."""
-    # The one command that drives Dagster: imported here, so the rest of the CLI loads without it.
-    import warnings
-
-    import dagster as dg
-
-    from lakehouse_assets.definitions import build_definitions
-    from sensors.run_once import catch_up, dagster_instance, run_datascan_once
-
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     settings = open_lakehouse().settings
