@@ -8,7 +8,7 @@ export LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 export DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster_home
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps lock demo test test-fast dev lint bench bench-iov bench-game clean
+.PHONY: help install system-deps lock demo test test-fast dev lint bench bench-iov bench-game bench-freshness bench-crash clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -53,13 +53,19 @@ lint: install ## ruff lint + format check, mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: bench-iov bench-game ## All benchmarks (about 30 minutes)
+bench: bench-iov bench-game bench-freshness bench-crash ## All benchmarks (about an hour)
 
 bench-iov: install ## One hour of 3.6M GPS rows through the pipeline vs DuckDB alone; one DataScan tick
 	$(BIN)/python -m benchmarks.run
 
 bench-game: install ## Game ADS update after one new hour vs a full DuckDB recompute, at 30 and 60 days of history
 	$(BIN)/python -m benchmarks.game
+
+bench-freshness: install ## Landing -> ADS right under the real daemon (game batch, late batch, 3.6M-row hour) vs in process
+	$(BIN)/python -m benchmarks.freshness
+
+bench-crash: install ## The randomized crash sweep: SIGKILL `lakehouse scan` at random instants, recover, compare
+	LAKEHOUSE_CRASH_SWEEP=$${LAKEHOUSE_CRASH_SWEEP:-30} $(BIN)/pytest -q -s -m sweep tests/integration/test_crash_sweep.py
 
 clean: ## Remove the local lakehouse data (.lakehouse); raw files elsewhere are never touched
 	rm -rf .lakehouse

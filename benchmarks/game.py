@@ -3,10 +3,10 @@ next to a full recompute of the same ADS tables by DuckDB straight from the raw 
 the same run; then the same again after the history has doubled.
 
 History: 50,000 users, about 500,000 events a day, landed as one file per day (hh=00), loaded through
-the real pipeline (DataScan, propagate and automation, in process). Each "new hour" is 1/24 of a
+the real pipeline (DataScan and its reconcile runs, in process). Each "new hour" is 1/24 of a
 day's events at the next hour; 1% of its events are late (1..10 days old), as the generator makes
 them. The update is the wall time of `catch_up`: the DataScan tick and every run it leads to, until
-nothing is left (ODS + DWD of the hour, the days it touched, retention through the automation).
+nothing is stale (ODS + DWD of the hour, the days it touched, the retention days that read them).
 Each measurement runs in its own process, so its peak RSS is its own. Results: bench-results/game.json.
 
     python -m benchmarks.game [--days 30] [--users 50000] [--events-per-day 500000] [--rounds 3]

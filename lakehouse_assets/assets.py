@@ -1,11 +1,14 @@
 """Asset factories: an ODS asset per landed table, a model asset per SQL file, with their checks.
 
-Everything an asset does is in the `lakehouse` package (landing.ods, models.run, models.staleness);
-these functions only say how it looks to Dagster: keys, partitions, deps, checks and metadata.
+Everything an asset does is in the `lakehouse` package (models.reconcile: the same build and
+record as a reconcile run); these functions only say how it looks to Dagster: keys, partitions,
+deps, checks and metadata. Sensors do not launch these assets: the DataScan sensor launches one
+reconcile run per namespace (sensors/reconcile.py), which reports the same materializations.
 """
 
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -13,18 +16,18 @@ import dagster as dg
 from lakehouse.core.ids import TableId
 from lakehouse.core.partitioning import Partitioning
 from lakehouse.core.settings import LakehouseSettings
-from lakehouse.landing.ods import IngestReport, ingest_partition
+from lakehouse.facade import Lakehouse
+from lakehouse.landing.ods import IngestReport
 from lakehouse.models.graph import ModelGraph
-from lakehouse.models.run import run_model, run_models
+from lakehouse.models.reconcile import Reconciler
 from lakehouse.models.spec import SqlModel
-from lakehouse.models.staleness import propagate
-from lakehouse_assets.automation import late_data_condition
+from lakehouse.storage.leases import Worker
 from lakehouse_assets.metadata import (
     column_schema,
     governance_metadata,
     ingest_metadata,
-    marked_metadata,
     md_table,
+    run_metadata,
 )
 from resources.lakehouse import LakehouseResource
 
@@ -35,6 +38,17 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 def asset_key(table: TableId) -> dg.AssetKey:
     return dg.AssetKey([table.namespace, table.name])
+
+
+@contextmanager
+def writing(
+    lakehouse: LakehouseResource, namespace: str, context: dg.AssetExecutionContext
+) -> Iterator[Lakehouse]:
+    """The lakehouse, as the one writer of the namespace (waits for a reconcile run to finish)."""
+    lh = lakehouse.open()
+    with Worker(lh.catalog, namespace, run_id=context.run_id) as worker:
+        worker.acquire(on_wait=lambda holder: context.log.info(f"waiting for {holder} to finish {namespace}"))
+        yield lh
 
 
 def _dep(model: SqlModel, dep: TableId, graph: ModelGraph) -> dg.AssetDep:
@@ -89,12 +103,13 @@ def build_ods_asset(
         metadata={"table": str(table), "layer": "ods", **governance_metadata(table, settings)},
     )
     def _ods(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
-        lh = lakehouse.open()
-        report = ingest_partition(lh, table, context.partition_key)
+        # By hand (UI, `dagster asset materialize`): the same build and record as a reconcile run.
+        with writing(lakehouse, table.namespace, context) as lh:
+            built = Reconciler(lh, graph).build_ods(table, [context.partition_key])
+        [report] = built.reports
         for record in report.rejected:
             context.log.warning(f"rejected {record.path}: {record.reason}")
-        marked = propagate(lh, graph, table, context.partition_key)
-        yield dg.MaterializeResult(metadata={**ingest_metadata(report), **marked_metadata(marked)})
+        yield dg.MaterializeResult(metadata=ingest_metadata(report))
         yield rejected_files_check(report, key)
 
     return _ods
@@ -122,7 +137,6 @@ def build_model_asset(
         description=model.description or None,
         check_specs=check_specs,
         code_version=model.code_version,
-        automation_condition=late_data_condition() if graph.automated(model) else None,
         # A range of days (a backfill, or days the automation found stale) runs in one process.
         backfill_policy=dg.BackfillPolicy.single_run() if daily else None,
         metadata={
@@ -138,57 +152,37 @@ def build_model_asset(
         },
     )
     def _model(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator[Any]:
-        lh = lakehouse.open()
+        # By hand (UI, `dagster asset materialize`, a backfill): the partitions asked for, built and
+        # recorded as a reconcile run would; what they leave stale downstream, the next tick builds.
         if model.partitioning is Partitioning.NONE:
-            keys: list[str | None] = [None]
+            keys = [""]
         elif daily:
             keys = list(context.partition_keys)
         else:
             keys = [context.partition_key]
-        outcomes: dict[str, list[tuple[str | None, Any]]] = {}
-        per_partition: dict[str, Any] = {}
-        metadata: dict[str, Any] = {}
-        runs = (
-            run_models(lh, model, [k for k in keys if k], graph)
-            if daily
-            else [run_model(lh, model, keys[0], graph)]
-        )
-        for partition_key, run in zip(keys, runs, strict=True):
-            marked = propagate(
-                lh,
-                graph,
-                model.table,
-                partition_key or "",
-                changed_days=run.changed_days,
-                changed_keys=run.changed_keys,
-            )
-            metadata = {"dagster/row_count": run.rows, "table_version": run.version or ""}
-            if model.rejected_table:
-                metadata["rejected_rows"] = run.rejected_rows
-                metadata["rejected_by_reason"] = dg.MetadataValue.json(run.rejected_by_reason)
-            if run.source_rows is not None:
-                metadata["source_rows"] = run.source_rows
-            if model.day_index:
-                metadata["changed_days"] = dg.MetadataValue.json(sorted(run.changed_days))
-            if run.changed_keys is not None:
-                metadata["changed_keys"] = dg.MetadataValue.json(
-                    {c: len(v) for c, v in run.changed_keys.items()}
-                )
-            if run.inputs_changed_meanwhile:
-                metadata["inputs_changed_meanwhile"] = ", ".join(map(str, run.inputs_changed_meanwhile))
-            metadata.update(marked_metadata(marked))
-            per_partition[partition_key or ""] = {"rows": run.rows, "version": run.version}
-            for outcome in run.checks:
-                outcomes.setdefault(outcome.check.name, []).append((partition_key, outcome))
-        if len(keys) > 1:  # a range of days in one run: one materialization per day, summed up here
+        with writing(lakehouse, model.table.namespace, context) as lh:
+            reconciler = Reconciler(lh, graph)
+            built = reconciler.build_model(model, {k: reconciler.wanted(model, k) for k in keys})
+        runs = built.runs
+        if len(runs) == 1:
+            metadata = run_metadata(model, runs[0])
+        else:  # a range of days in one run: one materialization per day, summed up here
             metadata = {
-                "partitions": len(keys),
-                "dagster/row_count": sum(p["rows"] for p in per_partition.values()),
-                "by_partition": dg.MetadataValue.json(per_partition),
+                "partitions": len(runs),
+                "dagster/row_count": sum(r.rows for r in runs),
+                "by_partition": dg.MetadataValue.json(
+                    {r.partition_key: {"rows": r.rows, "version": r.version} for r in runs}
+                ),
             }
+        if built.blocked:
+            metadata["blocked_partitions"] = dg.MetadataValue.json(built.blocked)
         yield dg.MaterializeResult(metadata=metadata)
+        outcomes: dict[str, list[tuple[str, Any]]] = {}
+        for run in runs:
+            for outcome in run.checks:
+                outcomes.setdefault(outcome.check.name, []).append((run.partition_key, outcome))
         for name, results in outcomes.items():
-            failing = {k or "": o.failing_rows for k, o in results if not o.passed}
+            failing = {k: o.failing_rows for k, o in results if not o.passed}
             yield dg.AssetCheckResult(
                 asset_key=key,
                 check_name=name,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
@@ -16,12 +15,11 @@ from lakehouse.landing.scan import case_conflicts
 from lakehouse.models.graph import ModelGraph
 from lakehouse.models.parser import MODELS_ROOT, load_models
 from lakehouse_assets.assets import asset_key, build_model_asset, build_ods_asset
-from lakehouse_assets.automation import build_automation_sensor
-from lakehouse_assets.jobs import datascan_ingest_job, namespace_job
+from lakehouse_assets.jobs import namespace_job
 from lakehouse_assets.partitions import LakehousePartitions
 from resources.lakehouse import LakehouseResource
 from sensors.datascan import build_datascan_sensor
-from sensors.propagate import build_propagate_sensor
+from sensors.reconcile import NO_REJECTED_FILES, build_reconcile_job
 
 
 def discovered_tables(settings: LakehouseSettings, declared: set[TableId]) -> set[TableId]:
@@ -77,32 +75,24 @@ def build_definitions(
         for kind in Partitioning
         if kind is Partitioning.HOURLY or keys(ns, kind)
     }
+    declared = frozenset(model_tables | sources)
+    checks = {t: {NO_REJECTED_FILES} for t in ods_tables} | {
+        m.table: {c.name for c in m.checks} for m in models
+    }
+    hourly_names = {ns: d.name for ns, d in partitions.hourly.items() if d.name}
+    reconcile = build_reconcile_job(graph, declared, checks, hourly_names)
     datascan = build_datascan_sensor(
         interval_seconds=settings.scan_interval_seconds,
-        known_tables={t: asset_key(t) for t in ods_tables},
-        declared=frozenset(model_tables | sources),
-        downstream={t: [asset_key(m.table) for m in graph.datascan_closure(t)] for t in ods_tables},
+        graph=graph,
+        declared=declared,
         partitions_defs=partitions.hourly,
-        jobs=[job for (_, kind), job in jobs.items() if kind is Partitioning.HOURLY],
-        ingest_job=datascan_ingest_job,
+        job=reconcile,
     )
-    propagate = build_propagate_sensor(
-        interval_seconds=settings.scan_interval_seconds,
-        partitioning=graph.partitioning,
-        rebuilds=lambda t: [asset_key(t), *[asset_key(m.table) for m in graph.hourly_closure(t)]],
-        hourly_defs=partitions.hourly,
-        daily_start=settings.daily_start_date,
-        jobs=list(jobs.values()),
-    )
-    sensors: list[Any] = [datascan, propagate]
-    automated = [asset_key(m.table) for m in models if graph.automated(m)]
-    if automated:
-        sensors.append(build_automation_sensor(automated, settings.scan_interval_seconds))
     resource = LakehouseResource.from_settings(settings) if explicit else LakehouseResource()
     return dg.Definitions(
         assets=assets,
-        jobs=[*jobs.values(), datascan_ingest_job],
-        sensors=sensors,
+        jobs=[*jobs.values(), reconcile],
+        sensors=[datascan],
         resources={"lakehouse": resource},
         executor=dg.in_process_executor,  # one process per run: a partition's steps share it (STACK notes)
     )

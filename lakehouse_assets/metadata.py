@@ -10,6 +10,8 @@ from lakehouse.core.ids import TableId
 from lakehouse.core.settings import LakehouseSettings
 from lakehouse.governance.store import MASKING_ENABLED_KEY, table_governance
 from lakehouse.landing.ods import IngestReport
+from lakehouse.models.checks import CheckOutcome
+from lakehouse.models.run import ModelRun
 from lakehouse.models.spec import SqlModel, arrow_type
 
 
@@ -31,10 +33,23 @@ def ingest_metadata(report: IngestReport) -> dict[str, Any]:
     }
 
 
-def marked_metadata(marked: dict[TableId, list[str]]) -> dict[str, Any]:
-    if not marked:
-        return {}
-    return {"marked_stale": dg.MetadataValue.json({str(t): keys for t, keys in marked.items()})}
+def run_metadata(model: SqlModel, run: ModelRun) -> dict[str, Any]:
+    """What one built partition of a model shows: rows, version, rejected rows, what changed."""
+    metadata: dict[str, Any] = {"dagster/row_count": run.rows, "table_version": run.version or ""}
+    if model.rejected_table:
+        metadata["rejected_rows"] = run.rejected_rows
+        metadata["rejected_by_reason"] = dg.MetadataValue.json(run.rejected_by_reason)
+    if run.source_rows is not None:
+        metadata["source_rows"] = run.source_rows
+    if model.day_index:
+        metadata["changed_days"] = dg.MetadataValue.json(sorted(run.changed_days))
+    if run.changed_keys is not None:
+        metadata["changed_keys"] = dg.MetadataValue.json({c: len(v) for c, v in run.changed_keys.items()})
+    return metadata
+
+
+def check_metadata(outcome: CheckOutcome) -> dict[str, Any]:
+    return {"failing_rows": outcome.failing_rows, "detail": outcome.detail}
 
 
 def column_schema(model: SqlModel) -> dg.TableSchema:

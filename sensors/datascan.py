@@ -1,44 +1,88 @@
-"""The DataScan sensor: every LAKEHOUSE_SCAN_INTERVAL_SECONDS, find what landed and load it through.
+"""The DataScan sensor: every LAKEHOUSE_SCAN_INTERVAL_SECONDS, find what landed and what is stale.
 
-It adds new hourly partitions, then asks for one run per changed (namespace, partition): that run
-loads the changed ODS tables and rebuilds every model downstream of them for the same partition.
-Run keys are derived from the pending files' fingerprints, so a tick never launches the same work
-twice, and all state lives in the catalog database, so a daemon restart neither misses nor repeats.
+One sensor, one rule: a namespace with anything stale (an ODS partition whose files changed, a model
+partition whose inputs moved on; see lakehouse/models/reconcile.py) and no live reconcile run gets
+one reconcile run, which builds all of it. Nothing is remembered between ticks: what to build is
+derived from the build records each time, so a daemon restart, a crashed run or a `lakehouse scan`
+at the same time neither misses nor repeats work. A run whose process died (SIGKILL, OOM, a machine
+restart) is noticed here, reported failed, and its namespace reconciled again.
 """
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
 
 import dagster as dg
 
 from lakehouse.core.ids import TableId
-from lakehouse.core.partitioning import Partitioning
+from lakehouse.facade import Lakehouse
 from lakehouse.landing.scan import scan
-from lakehouse_assets.jobs import job_name
+from lakehouse.models.graph import ModelGraph
+from lakehouse.models.reconcile import Reconciler
+from lakehouse.storage.leases import alive as alive_worker
+from lakehouse.storage.leases import forget_dead_workers, live_workers, workers
 from resources.lakehouse import LakehouseResource
-from sensors.runs import DATASCAN_TAG, NAMESPACE_TAG, PARTITION_TAG, WRITER_TAG, partitions_in_progress
+from sensors.reconcile import NAMESPACE_TAG, RECONCILE_TAG, reconcile_request
+
+STARTING_GRACE_SECONDS = 120.0
+"""A run younger than this may still be starting (its worker not registered yet)."""
+PENDING = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def reconcile_runs_in_flight(instance: dg.DagsterInstance, lh: Lakehouse) -> dict[str, list[str]]:
+    """namespace -> reconcile runs queued or running whose process is alive. Runs whose process
+    died are reported failed on the way (the Dagster instance needs no run monitoring for it)."""
+    known = workers(lh.catalog)
+    live = {w.run_id for w in known if w.run_id and alive_worker(w)}
+    seen = {w.run_id for w in known if w.run_id}
+    now = dt.datetime.now(dt.UTC).timestamp()
+    alive: dict[str, list[str]] = {}
+    for record in instance.get_run_records(
+        filters=dg.RunsFilter(tags={RECONCILE_TAG: "true"}, statuses=PENDING)
+    ):
+        run = record.dagster_run
+        namespace = run.tags.get(NAMESPACE_TAG, "")
+        starting = (
+            run.run_id not in seen and now - record.create_timestamp.timestamp() < STARTING_GRACE_SECONDS
+        )
+        if run.run_id in live or starting:
+            alive.setdefault(namespace, []).append(run.run_id)
+        else:
+            instance.report_run_failed(
+                run,
+                message="the run's process died (its worker in lakehouse_workers is gone or stopped "
+                f"heartbeating); namespace {namespace} is reconciled again by the next DataScan tick",
+            )
+    forget_dead_workers(lh.catalog, [w for w in known if not alive_worker(w)])
+    return alive
 
 
 def build_datascan_sensor(
     *,
     interval_seconds: int,
-    known_tables: Mapping[TableId, dg.AssetKey],
-    declared: frozenset[TableId] = frozenset(),
-    downstream: Mapping[TableId, Sequence[dg.AssetKey]],
+    graph: ModelGraph,
+    declared: frozenset[TableId],
     partitions_defs: Mapping[str, dg.DynamicPartitionsDefinition],
-    jobs: Sequence[Any],
-    ingest_job: dg.JobDefinition,
+    job: dg.JobDefinition,
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="datascan",
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        jobs=[*jobs, ingest_job],
-        description="Discovers new tables, hourly partitions, late and replaced files in the landing zone "
-        "and loads them through ODS, DWD and ADS.",
+        jobs=[job],
+        description="Finds new tables, hourly partitions, late and replaced files in the landing zone and "
+        "model partitions whose inputs moved on; launches one reconcile run per namespace with work.",
     )
     def datascan(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
-        result = scan(lakehouse.open(), declared)
+        lh = lakehouse.open()
+        result = scan(lh, declared)
         for _table, reason in result.new_conflicts:
             context.log.warning(f"DataScan conflict: {reason}")
         for misplaced in result.misplaced:
@@ -46,66 +90,40 @@ def build_datascan_sensor(
 
         partition_requests = []
         for namespace, keys in sorted(result.partitions.items()):
-            if namespace not in partitions_defs:
-                continue  # a namespace found after load: its tables go through the ingest job
-            name = partitions_defs[namespace].name
-            assert name is not None
-            missing = sorted(set(keys) - set(context.instance.get_dynamic_partitions(name)))
-            if missing:
-                partition_requests.append(dg.AddDynamicPartitionsRequest(name, missing))
+            if namespace in partitions_defs:
+                name = partitions_defs[namespace].name
+                assert name is not None
+                missing = sorted(set(keys) - set(context.instance.get_dynamic_partitions(name)))
+                if missing:
+                    partition_requests.append(dg.AddDynamicPartitionsRequest(name, missing))
 
-        busy = partitions_in_progress(context.instance)
-        runs = []
-        waiting = 0
-        for (namespace, key), changes in result.changes_by_partition().items():
-            if (namespace, key) in busy:
-                # One writer per partition: its files stay pending until the running load is done,
-                # so two loads of one partition never race (the next tick picks them up).
-                waiting += 1
+        in_flight = reconcile_runs_in_flight(context.instance, lh)
+        busy = {w.namespace for w in live_workers(lh.catalog)} | set(in_flight)
+        namespaces = (
+            {t.namespace for t in result.tables}
+            | {m.table.namespace for m in graph.ordered}
+            | lh.catalog.build_namespaces()
+        )
+        reconciler = Reconciler(lh, graph, declared)
+        runs, waiting, summaries = [], [], []
+        for namespace in sorted(namespaces):
+            plan = reconciler.plan(namespace, result)
+            if plan.empty:
                 continue
-            tags = {DATASCAN_TAG: "true", WRITER_TAG: "true", NAMESPACE_TAG: namespace, PARTITION_TAG: key}
-            run_key = result.run_key(namespace, key)
-            selected: list[dg.AssetKey] = []
-            for change in changes:
-                if change.table in known_tables:
-                    selected.append(known_tables[change.table])
-                    selected.extend(downstream.get(change.table, ()))
-                else:
-                    runs.append(
-                        dg.RunRequest(
-                            run_key=f"{run_key}:{change.table.name}",
-                            job_name=ingest_job.name,
-                            tags=tags,
-                            run_config={
-                                "ops": {
-                                    "ingest_new_table_partition": {
-                                        "config": {
-                                            "namespace": namespace,
-                                            "table": change.table.name,
-                                            "partition_key": key,
-                                        }
-                                    }
-                                }
-                            },
-                        )
-                    )
-            if selected:
-                runs.append(
-                    dg.RunRequest(
-                        run_key=run_key,
-                        job_name=job_name(namespace, Partitioning.HOURLY),
-                        partition_key=key,
-                        asset_selection=list(dict.fromkeys(selected)),
-                        tags=tags,
-                    )
-                )
+            if namespace in busy:
+                waiting.append(namespace)  # the live run takes it (it passes until nothing is stale)
+                continue
+            summaries.append(f"{namespace} ({plan.summary()})")
+            runs.append(reconcile_request(namespace, plan.summary()))
         context.log.info(
             f"DataScan: {result.files_listed} objects listed, {result.junk_ignored} junk ignored, "
-            f"{len(result.changes)} changed table partition(s), {len(runs)} run(s), "
-            f"{waiting} partition(s) waiting for a running load, in {result.seconds:.3f}s"
+            f"{len(result.changes)} changed ODS partition(s), {len(runs)} reconcile run(s)"
+            + (f": {'; '.join(summaries)}" if summaries else "")
+            + (f"; {', '.join(waiting)} busy with a live run" if waiting else "")
+            + f", in {result.seconds:.3f}s"
         )
         if not runs and not partition_requests:
-            reason = f"{waiting} changed partition(s) wait for running loads" if waiting else "nothing new"
+            reason = f"{', '.join(waiting)} busy with a live run" if waiting else "nothing stale"
             return dg.SensorResult(skip_reason=f"{reason} ({result.files_listed} objects listed)")
         return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=partition_requests)
 

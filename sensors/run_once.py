@@ -1,14 +1,14 @@
-"""Run the lakehouse's sensors now, outside the daemon (for `lakehouse scan`, cron jobs and the demo).
+"""Run the DataScan sensor now, outside the daemon (for `lakehouse scan`, cron jobs and the demo).
 
-It evaluates the real sensors (DataScan, propagate) and the real automation conditions against a
-real Dagster instance, records dynamic partitions, and executes the runs they request in this
-process, so the runs show in the Dagster UI like any other. `catch_up` repeats that until nothing is
-left to do: the state the daemon reaches on its own.
+It evaluates the real sensor against a real Dagster instance, records dynamic partitions, and
+executes the reconcile runs it requests in this process, so the runs show in the Dagster UI like
+any other. `catch_up` repeats that until nothing is stale: the state the daemon reaches on its own.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +16,8 @@ from typing import Any
 
 import dagster as dg
 
-from lakehouse.core.partitioning import Partitioning
 from lakehouse.core.settings import LakehouseSettings
-from lakehouse_assets.automation import AUTOMATION_SENSOR
-from lakehouse_assets.jobs import job_name
-
-AUTOMATION_CURSOR_KEY = "lakehouse/automation_cursor"
+from lakehouse.storage.leases import live_workers
 
 
 @dataclass
@@ -29,6 +25,8 @@ class OneShotResult:
     requested: int
     succeeded: int
     skip_reason: str | None
+    built: dict[str, int] = field(default_factory=dict)
+    """asset (namespace.table) -> partitions materialized by the runs executed here"""
 
 
 def dagster_instance(settings: LakehouseSettings) -> dg.DagsterInstance:
@@ -51,6 +49,7 @@ def _execute(
     run_config: dict[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
     log_level: str = "WARNING",
+    built: dict[str, int] | None = None,
 ) -> bool:
     job = defs.resolve_job_def(job_name)
     outcome = job.execute_in_process(
@@ -61,6 +60,12 @@ def _execute(
         tags=dict(tags or {}),
         raise_on_error=False,
     )
+    if built is not None:
+        for event in outcome.get_asset_materialization_events():
+            key = event.asset_key
+            assert key is not None
+            name = ".".join(key.path)
+            built[name] = built.get(name, 0) + 1
     return bool(outcome.success)
 
 
@@ -85,6 +90,7 @@ def run_sensor_once(
             )
     runs = list(result.run_requests or [])
     succeeded = 0
+    built: dict[str, int] = {}
     if execute:
         for request in runs:
             assert request.job_name, "the lakehouse's sensors name the job of every run they request"
@@ -97,9 +103,10 @@ def run_sensor_once(
                 run_config=dict(request.run_config),
                 tags=request.tags,
                 log_level=log_level,
+                built=built,
             )
     skip = result.skip_reason.skip_message if result.skip_reason else None
-    return OneShotResult(requested=len(runs), succeeded=succeeded, skip_reason=skip)
+    return OneShotResult(requested=len(runs), succeeded=succeeded, skip_reason=skip, built=built)
 
 
 def run_datascan_once(
@@ -108,51 +115,16 @@ def run_datascan_once(
     return run_sensor_once(defs, instance, "datascan", execute, log_level)
 
 
-def run_automation_once(
-    defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "WARNING"
-) -> OneShotResult:
-    """Evaluate the automation conditions (with the cursor kept in the instance) and run what they ask:
-    per namespace one run over the span of the requested days (the assets' backfill policy is
-    single-run). The daemon's automation sensor groups its runs its own way; the result is the same."""
-    stored = instance.run_storage.get_cursor_values({AUTOMATION_CURSOR_KEY}).get(AUTOMATION_CURSOR_KEY)
-    cursor = dg.deserialize_value(stored) if stored else None
-    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)  # type: ignore[arg-type]
-    instance.run_storage.set_cursor_values({AUTOMATION_CURSOR_KEY: dg.serialize_value(result.cursor)})
-    requested = succeeded = 0
-    by_namespace: dict[str, dict[dg.AssetKey, list[str]]] = {}
-    for key in sorted({r.key for r in result.results if r.true_subset.size}, key=str):
-        assert isinstance(key, dg.AssetKey)
-        partitions = [p for p in result.get_requested_partitions(key) if p]
-        if partitions:
-            by_namespace.setdefault(key.path[0], {})[key] = partitions
-    for namespace, requests in sorted(by_namespace.items()):
-        # One run for the namespace: every requested asset over the span of the requested days
-        # (days in between are rebuilt too; idempotent, and cheaper than a run per gap).
-        days = sorted({p for partitions in requests.values() for p in partitions})
-        requested += 1
-        succeeded += _execute(
-            defs,
-            instance,
-            job_name(namespace, Partitioning.DAILY),
-            asset_selection=sorted(requests, key=str),
-            tags={
-                "dagster/asset_partition_range_start": days[0],
-                "dagster/asset_partition_range_end": days[-1],
-                "lakehouse/automation": "true",
-            },
-            log_level=log_level,
-        )
-    return OneShotResult(requested=requested, succeeded=succeeded, skip_reason=None)
-
-
 @dataclass
 class CatchUpResult:
     rounds: int
     requested: int
     succeeded: int
-    by_source: dict[str, list[int]] = field(default_factory=dict)
-    """datascan / propagate / automation -> [requested, succeeded]"""
     first_skip_reason: str | None = None
+    built: dict[str, int] = field(default_factory=dict)
+    """asset (namespace.table) -> partitions materialized, over every round"""
+    waited_seconds: float = 0.0
+    """Time spent waiting for reconcile runs of other processes (the daemon, another scan)."""
 
     @property
     def failed(self) -> int:
@@ -160,27 +132,40 @@ class CatchUpResult:
 
 
 def catch_up(
-    defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "WARNING", max_rounds: int = 20
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    log_level: str = "WARNING",
+    max_rounds: int = 20,
+    wait_seconds: float = 3600.0,
 ) -> CatchUpResult:
-    """DataScan, propagate and automation, again and again until no run is requested."""
-    names = {s.name for s in defs.sensors or []}
+    """DataScan and the reconcile runs it asks for, until nothing is stale.
+
+    A namespace another process is reconciling (the daemon, another `lakehouse scan`) is waited for,
+    then planned again, so what is stale when this returns was landed after it started."""
+    from lakehouse.facade import Lakehouse
+    from sensors.datascan import reconcile_runs_in_flight
+
+    resource = (defs.resources or {}).get("lakehouse")
+    lh = resource.open() if resource is not None else Lakehouse(LakehouseSettings.from_env())
     total = CatchUpResult(0, 0, 0)
-    for _ in range(max_rounds):
+    deadline = time.monotonic() + wait_seconds
+    while total.rounds < max_rounds:
         total.rounds += 1
-        results = {"datascan": run_sensor_once(defs, instance, "datascan", log_level=log_level)}
+        result = run_sensor_once(defs, instance, "datascan", log_level=log_level)
         if total.rounds == 1:
-            total.first_skip_reason = results["datascan"].skip_reason
-        if "propagate" in names:
-            results["propagate"] = run_sensor_once(defs, instance, "propagate", log_level=log_level)
-        if AUTOMATION_SENSOR in names:
-            results["automation"] = run_automation_once(defs, instance, log_level=log_level)
-        for source, result in results.items():
-            counts = total.by_source.setdefault(source, [0, 0])
-            counts[0] += result.requested
-            counts[1] += result.succeeded
-        requested = sum(r.requested for r in results.values())
-        total.requested += requested
-        total.succeeded += sum(r.succeeded for r in results.values())
-        if not requested:
+            total.first_skip_reason = result.skip_reason
+        total.requested += result.requested
+        total.succeeded += result.succeeded
+        for name, n in result.built.items():
+            total.built[name] = total.built.get(name, 0) + n
+        if result.requested:
+            continue
+        if not reconcile_runs_in_flight(instance, lh) and not live_workers(lh.catalog):
             break
+        if time.monotonic() > deadline:
+            break
+        started = time.monotonic()
+        time.sleep(1.0)  # another process is reconciling: wait, then plan again
+        total.waited_seconds += time.monotonic() - started
+        total.rounds -= 1  # waiting is no round
     return total

@@ -31,10 +31,10 @@ from sensors.run_once import catch_up, dagster_instance, run_datascan_once
     help="Dagster run log level on the console.",
 )
 def scan(execute: bool, log_level: str) -> None:
-    """Run DataScan now and (by default) load everything it finds through ODS, DWD and ADS.
+    """Run DataScan now and (by default) build everything stale: ODS, DWD, DWS and ADS.
 
-    Like the daemon, it then rebuilds what late data left stale (the propagate sensor) and what the
-    automation conditions ask for, until nothing is left to do."""
+    Like the daemon, one reconcile run per namespace with work, until nothing is stale; a namespace
+    another process is reconciling is waited for, then planned again."""
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     settings = open_lakehouse().settings
@@ -45,20 +45,19 @@ def scan(execute: bool, log_level: str) -> None:
         if plan.requested == 0:
             click.echo(f"DataScan: {plan.skip_reason or 'nothing to do'}")
         else:
-            click.echo(f"DataScan: {plan.requested} run(s) would be launched")
+            click.echo(f"DataScan: {plan.requested} reconcile run(s) would be launched")
         return
     result = catch_up(defs, instance, log_level=log_level)
-    requested, succeeded = result.by_source.get("datascan", [0, 0])
-    if requested:
-        click.echo(f"DataScan: {succeeded}/{requested} run(s) succeeded")
+    if result.waited_seconds >= 1:
+        click.echo(f"waited {result.waited_seconds:.0f}s for a reconcile run of another process")
+    if result.requested:
+        built = sum(result.built.values())
+        tables = ", ".join(f"{name} {n}" for name, n in sorted(result.built.items()))
+        click.echo(
+            f"DataScan: {result.succeeded}/{result.requested} reconcile run(s) succeeded, "
+            f"{built} partition(s) built" + (f" ({tables})" if tables else "")
+        )
     else:
         click.echo(f"DataScan: {result.first_skip_reason or 'nothing to do'}")
-    for source, label in (
-        ("propagate", "rebuild(s) of partitions late data touched"),
-        ("automation", "automation run(s)"),
-    ):
-        requested, succeeded = result.by_source.get(source, [0, 0])
-        if requested:
-            click.echo(f"then {succeeded}/{requested} {label} succeeded")
     if result.failed:
         raise click.ClickException("some runs failed; see `dagster` run logs in the UI (make dev)")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lakehouse.core.failpoints import failpoint
 from lakehouse.core.ids import TableId
 from lakehouse.core.partitioning import split_hour_key
 from lakehouse.landing.layout import LandedFile, classify, partition_prefix
@@ -88,56 +89,71 @@ def _lineage_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def ingest_partition(lh: Lakehouse, table: TableId, key: str) -> IngestReport:
-    """Rebuild the ODS partition from its current files, in two passes with bounded memory.
+    """Rebuild one ODS partition from its current files (see ingest_partitions)."""
+    [report] = ingest_partitions(lh, table, [key])
+    return report
+
+
+def ingest_partitions(lh: Lakehouse, table: TableId, keys: list[str]) -> list[IngestReport]:
+    """Rebuild ODS partitions from their current files, in two passes with bounded memory, in ONE
+    commit (a commit costs more than a small hour of files; the caller bounds the batch).
 
     Pass 1 reads only footers: unreadable files and incompatible schemas are rejected there, and
     the table schema is evolved once. Pass 2 streams row groups / stripes into one atomic write;
     a file that fails mid-stream is rejected and the write is retried without it."""
     import pyarrow as pa
 
-    dt_value, hh_value = split_hour_key(key)
     reason = conflict_reason(lh, table)
     if reason:
         raise TableConflictError(reason)
 
-    report = IngestReport(table, key)
+    reports = {key: IngestReport(table, key) for key in keys}
     exists = lh.tables.exists(table)
     before = lh.tables.schema(table) if exists else None
     schema = before
     accepted: list[FileRecord] = []
-    for landed, size, fingerprint in _landed_files(lh, table, key):
-        record = FileRecord(landed.path, table.namespace, table.name, key, size, fingerprint, "loaded")
-        where = f"{lh.landing.uri}/{landed.path}"
-        try:
-            incoming = _lineage_schema(lh.landing.read_schema(landed.path))
-            schema = (
-                merge_schemas(schema, incoming, where) if schema is not None else normalize_schema(incoming)
-            )
-        except (UnreadableFileError, SchemaConflictError) as exc:
-            report.rejected.append(_rejected(record, str(exc)))
-            continue
-        accepted.append(record)
+    for key in keys:
+        for landed, size, fingerprint in _landed_files(lh, table, key):
+            record = FileRecord(landed.path, table.namespace, table.name, key, size, fingerprint, "loaded")
+            where = f"{lh.landing.uri}/{landed.path}"
+            try:
+                incoming = _lineage_schema(lh.landing.read_schema(landed.path))
+                schema = (
+                    merge_schemas(schema, incoming, where)
+                    if schema is not None
+                    else normalize_schema(incoming)
+                )
+            except (UnreadableFileError, SchemaConflictError) as exc:
+                reports[key].rejected.append(_rejected(record, str(exc)))
+                continue
+            accepted.append(record)
 
     if schema is None:
         # Nothing readable and no table yet: nothing to register, but remember the rejections.
-        lh.catalog.replace_partition_files(table.namespace, table.name, key, report.rejected)
-        return report
+        for key, report in reports.items():
+            lh.catalog.replace_partition_files(table.namespace, table.name, key, report.rejected)
+        return list(reports.values())
 
     final_schema = lh.tables.ensure_table(table, schema, list(PARTITION_COLUMNS), origin="datascan")
-    report.created = not exists
-    report.schema_changed = before is not None and not before.equals(final_schema)
+    for report in reports.values():
+        report.created = not exists
+        report.schema_changed = before is not None and not before.equals(final_schema)
 
+    partitions = [dict(zip(PARTITION_COLUMNS, split_hour_key(key), strict=True)) for key in keys]
     while True:
         rows: dict[str, int] = {}
 
         def chunks(files: list[FileRecord] = accepted, rows: dict[str, int] = rows) -> Iterator[pa.Table]:
             rows.clear()
             for record in files:
+                assert record.partition_key is not None
+                dt_value, hh_value = split_hour_key(record.partition_key)
                 try:
                     for part in lh.landing.iter_arrow(record.path):
                         chunk = conform(_with_lineage(part, record.path, dt_value, hh_value), final_schema)
                         rows[record.path] = rows.get(record.path, 0) + chunk.num_rows
                         yield chunk
+                        failpoint("ods.write", table.name)
                 except UnreadableFileError as exc:
                     raise _FileFailed(record.path, str(exc)) from exc
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -147,16 +163,27 @@ def ingest_partition(lh: Lakehouse, table: TableId, key: str) -> IngestReport:
                     ) from exc
 
         try:
-            report.rows = lh.tables.overwrite_partition(table, chunks, {"dt": dt_value, "hh": hh_value})
+            if len(partitions) == 1:
+                lh.tables.overwrite_partition(table, chunks, partitions[0])
+            else:
+                lh.tables.overwrite_partitions(table, chunks, partitions)
             break
         except _FileFailed as failed:  # nothing was committed: drop the file and write again
             bad = next(r for r in accepted if r.path == failed.path)
             accepted = [r for r in accepted if r.path != failed.path]
-            report.rejected.append(_rejected(bad, failed.reason))
+            assert bad.partition_key is not None
+            reports[bad.partition_key].rejected.append(_rejected(bad, failed.reason))
 
-    report.loaded = [FileRecord(**{**r.__dict__, "rows": rows.get(r.path, 0)}) for r in accepted]
-    lh.catalog.replace_partition_files(table.namespace, table.name, key, [*report.loaded, *report.rejected])
-    return report
+    for record in accepted:
+        assert record.partition_key is not None
+        report = reports[record.partition_key]
+        report.loaded.append(FileRecord(**{**record.__dict__, "rows": rows.get(record.path, 0)}))
+        report.rows += rows.get(record.path, 0)
+    for key, report in reports.items():
+        lh.catalog.replace_partition_files(
+            table.namespace, table.name, key, [*report.loaded, *report.rejected]
+        )
+    return list(reports.values())
 
 
 def _rejected(record: FileRecord, reason: str) -> FileRecord:

@@ -1,8 +1,9 @@
-"""DataScan: compare the landing zone with the manifest and say what must be (re)loaded.
+"""DataScan: compare the landing zone with what each ODS partition was built from.
 
-One scan lists object metadata (paths, sizes, fingerprints) and compares it with the manifest in one
-query. It reads no file contents: reading happens in the ODS runs it asks for, so a tick's work
-beyond the listing grows only with what changed.
+One scan lists object metadata (paths, sizes, fingerprints): a partition's files make a digest, and
+a partition whose digest differs from the one its ODS build recorded (or that has none, or whose
+files are all gone) must be (re)loaded. It reads no file contents: reading happens in the
+reconcile run, so a tick's work beyond the listing grows only with what changed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 from lakehouse.core.ids import TableId
 from lakehouse.facade import Lakehouse
-from lakehouse.landing.layout import LandedFile, Misplaced, classify
+from lakehouse.landing.layout import Misplaced, classify
 from lakehouse.storage.catalog import FileRecord
 
 
@@ -27,12 +28,26 @@ class PartitionChange:
     partition_key: str
     paths: list[str] = field(default_factory=list)
     fingerprints: list[str] = field(default_factory=list)
+    size: int = 0
+    """Bytes of its files."""
+
+    @property
+    def digest(self) -> str:
+        return files_digest(zip(self.paths, self.fingerprints, strict=True))
+
+
+def files_digest(files: Iterable[tuple[str, str]]) -> str:
+    """The version of an ODS partition's input: its landed files (path, fingerprint), in any order."""
+    digest = hashlib.sha256()
+    for path, fingerprint in sorted(files):
+        digest.update(f"{path}\0{fingerprint}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 @dataclass
 class ScanResult:
     changes: list[PartitionChange]
-    """What to (re)load, one entry per table partition."""
+    """What to (re)load, one entry per table partition: its files now (none when all are gone)."""
     partitions: dict[str, set[str]]
     """namespace -> every partition key present in the landing zone."""
     tables: set[TableId]
@@ -45,16 +60,6 @@ class ScanResult:
     files_listed: int = 0
     junk_ignored: int = 0
     seconds: float = 0.0
-
-    def run_key(self, namespace: str, partition_key: str) -> str:
-        """Same pending state -> same key, so a tick never launches the same work twice."""
-        digest = hashlib.sha256()
-        for change in sorted(self.changes, key=lambda c: (c.table.name, c.partition_key)):
-            if change.table.namespace == namespace and change.partition_key == partition_key:
-                digest.update(
-                    f"{change.table}|{sorted(zip(change.paths, change.fingerprints, strict=True))}".encode()
-                )
-        return f"datascan:{namespace}:{partition_key}:{digest.hexdigest()[:16]}"
 
     def changes_by_partition(self) -> dict[tuple[str, str], list[PartitionChange]]:
         grouped: dict[tuple[str, str], list[PartitionChange]] = defaultdict(list)
@@ -133,18 +138,11 @@ def scan(lh: Lakehouse, declared: Iterable[TableId] = ()) -> ScanResult:
     started = time.perf_counter()
     lh.landing.refresh()
     known = lh.catalog.file_fingerprints()
-    seen: set[str] = set()
-    pending: dict[tuple[TableId, str], PartitionChange] = {}
+    landed: dict[tuple[TableId, str], PartitionChange] = {}
     partitions: dict[str, set[str]] = defaultdict(set)
     tables: set[TableId] = set()
     misplaced: list[Misplaced] = []
     listed = junk = 0
-
-    def touch(landed: LandedFile, fingerprint: str) -> None:
-        key = (TableId(landed.namespace, landed.table), landed.partition_key)
-        change = pending.setdefault(key, PartitionChange(key[0], landed.partition_key))
-        change.paths.append(landed.path)
-        change.fingerprints.append(fingerprint)
 
     for info in lh.landing.walk():
         listed += 1
@@ -152,7 +150,6 @@ def scan(lh: Lakehouse, declared: Iterable[TableId] = ()) -> ScanResult:
         if kind is None:
             junk += 1
             continue
-        seen.add(info.path)
         if isinstance(kind, Misplaced):
             if known.get(info.path) != info.fingerprint:
                 misplaced.append(kind)
@@ -171,16 +168,29 @@ def scan(lh: Lakehouse, declared: Iterable[TableId] = ()) -> ScanResult:
                     ]
                 )
             continue
-        tables.add(TableId(kind.namespace, kind.table))
+        table = TableId(kind.namespace, kind.table)
+        tables.add(table)
         partitions[kind.namespace].add(kind.partition_key)
-        if known.get(info.path) != info.fingerprint:
-            touch(kind, info.fingerprint)
+        change = landed.setdefault((table, kind.partition_key), PartitionChange(table, kind.partition_key))
+        change.paths.append(info.path)
+        change.fingerprints.append(info.fingerprint)
+        change.size += info.size
 
-    # Files that were loaded once and are gone now: their partition must be rebuilt without them.
-    for path in known.keys() - seen:
-        gone = classify(path)
-        if isinstance(gone, LandedFile):
-            touch(gone, "deleted")
+    # Compare with what each ODS partition was built from; partitions whose files are all gone
+    # must be rebuilt empty.
+    pending: dict[tuple[TableId, str], PartitionChange] = {}
+    built_namespaces = {t.namespace for t in tables} | lh.catalog.build_namespaces()
+    built: dict[tuple[TableId, str], str] = {}
+    for namespace in sorted(built_namespaces):
+        for (name, key), record in lh.catalog.builds(namespace).items():
+            if record.inputs.startswith("files:"):
+                built[(TableId(namespace, name), key)] = record.inputs
+    for where, change in landed.items():
+        if built.get(where) != f"files:{change.digest}":
+            pending[where] = change
+    for where, inputs in built.items():
+        if where not in landed and inputs != f"files:{files_digest([])}":
+            pending[where] = PartitionChange(*where)
 
     conflicting: set[TableId] = set()
     new_conflicts: list[tuple[TableId, str]] = []

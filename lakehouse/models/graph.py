@@ -33,35 +33,6 @@ class ModelGraph:
     def readers(self, table: TableId) -> list[SqlModel]:
         return self._readers.get(table, [])
 
-    def hourly_closure(self, table: TableId) -> list[SqlModel]:
-        """Hourly models that a change of one hour of `table` rebuilds in the same run, in build order."""
-        seen: set[TableId] = set()
-        stack = [table]
-        while stack:
-            current = stack.pop()
-            if self.partitioning(current) is not Partitioning.HOURLY:
-                continue
-            for reader in self.readers(current):
-                if reader.partitioning is Partitioning.HOURLY and reader.table not in seen:
-                    seen.add(reader.table)
-                    stack.append(reader.table)
-        return [m for m in self.ordered if m.table in seen]
-
-    def datascan_closure(self, table: TableId) -> list[SqlModel]:
-        """What a DataScan run of one hour of `table` rebuilds: the hourly models that read it, and the
-        unpartitioned models that read any of those (their own readers follow through propagation)."""
-        hourly = self.hourly_closure(table)
-        changed = [table, *[m.table for m in hourly]]
-        whole = {r.table for t in changed for r in self.readers(t) if r.partitioning is Partitioning.NONE}
-        return [m for m in self.ordered if m in hourly or m.table in whole]
-
-    def automated(self, model: SqlModel) -> bool:
-        """Daily models that read only daily tables follow them through Dagster's automation
-        (time-window partition mappings); every other cross-partitioning edge is propagated."""
-        return model.partitioning is Partitioning.DAILY and all(
-            self.partitioning(d) is Partitioning.DAILY for d in model.deps
-        )
-
     def _validate_edge(self, reader: SqlModel, dep: TableId) -> None:
         kind = self.partitioning(dep)
         if reader.partitioning is Partitioning.HOURLY and kind is Partitioning.DAILY:

@@ -96,11 +96,9 @@ def input_sources(
 
 def unbuilt_inputs(lh: Lakehouse, model: SqlModel, graph: ModelGraph) -> dict[TableId | str, Any]:
     """Inputs that are models not built yet read as empty (their declared columns and partition
-    columns), never as an error: the first build of such a model marks the partitions that read it
-    stale, so they are rebuilt with it (see staleness.py; a daily reader of daily models follows
-    them through its automation condition). A sensor may run a reader first when both are marked in
-    one tick, or its rebuild overtakes the input's first build. Any other missing input (a landing
-    table) is refused. Returns the empty stand-ins."""
+    columns), never as an error: the reader records the input as absent, so its first build makes
+    the reader stale and it is rebuilt with it (see reconcile.py). Any other missing input (a
+    landing table) is refused. Returns the empty stand-ins."""
     import pyarrow as pa
 
     empty: dict[TableId | str, Any] = {}

@@ -3,7 +3,7 @@
 `run_model` streams one partition from the engine into one atomic partition write (bounded memory).
 `run_models` computes a range of days of a daily model one by one and writes them in ONE commit,
 since a commit costs far more than a day of an aggregate. Both then evaluate the checks on what was
-written and record what changed (days, keys) for readers with another partitioning.
+written and say what changed (days, keys) for readers with another partitioning.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.core.ids import TableId
+from lakehouse.core.failpoints import failpoint
 from lakehouse.core.partitioning import Partitioning
 from lakehouse.models.changes import changed_keys, day_counts
 from lakehouse.models.checks import CheckOutcome, evaluate_checks
@@ -42,8 +42,6 @@ class ModelRun:
     """Days (of the model's day_index) whose rows this run may have changed: held before or after."""
     changed_keys: dict[str, list[Any]] | None = None
     """Unpartitioned models: per changes_by column its readers declare, the values whose rows changed."""
-    inputs_changed_meanwhile: list[TableId] = field(default_factory=list)
-    """Unpartitioned inputs that changed while this run read them (the partition is marked stale again)."""
 
 
 def conform_output(model: SqlModel, result: pa.Table) -> pa.Table:
@@ -88,7 +86,7 @@ def run_model(
 
     The result streams from the engine into one atomic partition write, so memory stays bounded;
     checks then run on the partition as it was written. Afterwards the run knows what it changed
-    (days, keys) so that readers with other partitioning can be marked stale (see propagate.py)."""
+    (days, keys); what it was built from is recorded by the caller (see reconcile.py)."""
     with lh.engine.session() as session:
         return _run_model(lh, session, model, partition_key, graph or ModelGraph([model]))
 
@@ -101,14 +99,7 @@ def _run_model(
     key = partition_key or ""
     partition = model.partitioning.values(partition_key)
     ns = model.table.namespace
-    stale_version = lh.catalog.stale_version(ns, model.table.name, key)
     empty_inputs = unbuilt_inputs(lh, model, graph)
-    unpartitioned_inputs = [d for d in model.deps if graph.partitioning(d) is Partitioning.NONE]
-
-    def version_of(table: TableId) -> str | None:
-        return lh.tables.version(table) if lh.tables.exists(table) else None
-
-    versions_read = {d: version_of(d) for d in unpartitioned_inputs}
     sources = {**input_sources(lh, graph, model, partition), **empty_inputs}
     params = model_params(lh, partition)
     schema = model.arrow_schema()
@@ -144,6 +135,7 @@ def _run_model(
                 if rejected is not None and rejected.num_rows:
                     rejected_parts.append(rejected)
                 yield with_partition(conform_output(model, part), partition)
+                failpoint("model.write", model.table.name)
 
     run = ModelRun(model, key, rows=0, partition=partition)
     run.rows = lh.tables.overwrite_partition(model.table, chunks, partition)
@@ -172,29 +164,21 @@ def _run_model(
         run.changed_keys = changed_keys(session, model, before, written, change_columns)
     run.checks = evaluate_checks(lh, session, model.checks, written, run, sources)
     run.version = lh.tables.version(model.table)
-    run.inputs_changed_meanwhile = [d for d, v in versions_read.items() if version_of(d) != v]
-    if run.inputs_changed_meanwhile:
-        # An input changed after we read it: rebuild again (its own propagation may have missed us).
-        lh.catalog.mark_stale(
-            ns,
-            model.table.name,
-            [key],
-            f"{', '.join(map(str, run.inputs_changed_meanwhile))} changed meanwhile",
-        )
-    lh.catalog.clear_stale(ns, model.table.name, key, stale_version)
     return run
 
 
 def run_models(
     lh: Lakehouse, model: SqlModel, partition_keys: list[str], graph: ModelGraph | None = None
 ) -> list[ModelRun]:
-    """Several partitions of a daily model (a range of days) computed one by one, written in ONE commit.
+    """Several partitions of a model (a range of days, or hours) computed one by one, written in ONE
+    commit.
 
-    A commit costs far more than a day of an aggregate, so a range of days (a backfill, or the days
-    late data touched) pays it once. The days' results are held in memory: meant for daily
-    aggregates; a single partition streams instead (run_model)."""
+    A commit costs far more than a day of an aggregate or a small hour, so a range of partitions (a
+    backfill, the days late data touched, the hours of a batch of files) pays it once. The results
+    are held in memory: the caller bounds the batch (reconcile.py batches hours by their input
+    rows); a single partition streams instead (run_model)."""
 
-    if len(partition_keys) == 1 or model.partitioning is not Partitioning.DAILY:
+    if len(partition_keys) == 1 or model.partitioning is Partitioning.NONE:
         return [run_model(lh, model, key, graph) for key in partition_keys]
     with lh.engine.session() as session:
         return _run_models(lh, session, model, partition_keys, graph or ModelGraph([model]))
@@ -206,10 +190,12 @@ def _run_models(
     import pyarrow as pa
 
     ns = model.table.namespace
-    stale_versions = {k: lh.catalog.stale_version(ns, model.table.name, k) for k in partition_keys}
     empty_inputs = unbuilt_inputs(lh, model, graph)
     present = {d for d in model.deps if d not in empty_inputs}  # _unbuilt_inputs raised for the rest
-    schema = model.arrow_schema().append(pa.field("dt", pa.string()))
+    schema = model.arrow_schema()
+    for column in model.partitioned_by:
+        if column not in schema.names:
+            schema = schema.append(pa.field(column, pa.string()))
     lh.tables.ensure_table(model.table, schema, list(model.partitioned_by), origin="model")
     reason_column = model.reject_reason_column
     runs: list[ModelRun] = []
@@ -218,7 +204,7 @@ def _run_models(
     sources_by_key = {}
     days = day_datasets(lh, graph, model, partition_keys, present)
     for key in partition_keys:
-        partition = Partitioning.DAILY.values(key)
+        partition = model.partitioning.values(key)
         sources = {**input_sources(lh, graph, model, partition, days, present), **empty_inputs}
         sources_by_key[key] = sources
         result = session.query(
@@ -248,9 +234,12 @@ def _run_models(
         lh.tables.overwrite_partitions(model.rejected_table, bad_all, partitions)
     version = lh.tables.version(model.table)
     for run, data in zip(runs, kept, strict=True):
+        if model.day_index:
+            held = day_counts(session, model, data)
+            before_days = lh.catalog.replace_partition_days(ns, model.table.name, run.partition_key, held)
+            run.changed_days = set(held) | set(before_days)
         if model.reconcile_with is not None:
             run.source_rows = lh.tables.dataset(model.reconcile_with, run.partition).count_rows()
         run.checks = evaluate_checks(lh, session, model.checks, data, run, sources_by_key[run.partition_key])
         run.version = version
-        lh.catalog.clear_stale(ns, model.table.name, run.partition_key, stale_versions[run.partition_key])
     return runs

@@ -5,6 +5,9 @@
 - lakehouse_files: DataScan's manifest, one row per landed file that was loaded or rejected, with the
   fingerprint that was read. A file whose current fingerprint differs is new, late or replaced.
 - lakehouse_conflicts: discovered names that a user-created table already holds.
+- lakehouse_builds: what each table partition was built from; what is stale derives from it
+  (lakehouse/models/reconcile.py), with lakehouse_key_changes and lakehouse_build_failures.
+- lakehouse_workers, lakehouse_leases: who reconciles a namespace now (lakehouse/storage/leases.py).
 
 Keeping this in the database (not in a sensor cursor) makes a daemon restart neither miss nor
 reprocess files, and lets `lakehouse sql` query it as lakehouse.files / lakehouse.rejected_files.
@@ -23,22 +26,29 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from lakehouse.storage.catalog_schema import (  # noqa: F401 - the tables are part of the catalog's interface
+    builds_t,
     conflicts_t,
+    failures_t,
     files_t,
+    key_changes_t,
+    leases_t,
     metadata,
     partition_days_t,
-    stale_t,
     tables_t,
+    workers_t,
 )
 
 
 @dataclass(frozen=True)
-class StaleEntry:
-    namespace: str
+class BuildRecord:
+    """A built partition: the version of its content (token) and the inputs it was built from."""
+
     table_name: str
     partition_key: str
-    version: int
-    reason: str | None
+    token: str
+    inputs: str
+    status: str = "ok"
+    rows: int | None = None
 
 
 def arrow_schema(table: sa.Table) -> pa.Schema:
@@ -111,6 +121,16 @@ class CatalogDB:
             metadata.create_all(engine)
             CatalogDB._engines[url] = engine
         self.engine = CatalogDB._engines[url]
+
+    @classmethod
+    def dispose_all(cls) -> None:
+        """Close every pooled connection (a process whose database files were replaced under it)."""
+        for engine in cls._engines.values():
+            engine.dispose()
+        cls._engines.clear()
+        from lakehouse.storage.tables.iceberg import IcebergTableStore
+
+        IcebergTableStore.forget_catalogs()
 
     # --- tables ---------------------------------------------------------------------------
     def register_table(self, record: TableRecord) -> None:
@@ -210,80 +230,204 @@ class CatalogDB:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    # --- stale partitions (late data propagation) -------------------------------------------
-    def mark_stale(self, namespace: str, table: str, keys: Iterable[str], reason: str) -> None:
-        """Bump the version of each (table, partition key); one transaction."""
-        keys = sorted(set(keys))
-        if not keys:
+    # --- builds: what each partition was built from (see lakehouse/models/reconcile.py) -------
+    def builds(self, namespace: str, table: str | None = None) -> dict[tuple[str, str], BuildRecord]:
+        """(table, partition key) -> its build record, for a namespace (or one table of it)."""
+        query = sa.select(builds_t).where(builds_t.c.namespace == namespace)
+        if table is not None:
+            query = query.where(builds_t.c.table_name == table)
+        with self.engine.connect() as conn:
+            return {
+                (r.table_name, r.partition_key): BuildRecord(
+                    r.table_name, r.partition_key, r.token, r.inputs, r.status, r.rows
+                )
+                for r in conn.execute(query)
+            }
+
+    def build_namespaces(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(builds_t.c.namespace).distinct()).scalars())
+
+    def record_builds(
+        self, namespace: str, records: Iterable[BuildRecord], conn: sa.Connection | None = None
+    ) -> None:
+        """Upsert build records, in one transaction (the caller's, when given)."""
+        rows = [{"namespace": namespace, **r.__dict__, "built_at": utc_now()} for r in records]
+        if not rows:
             return
-        now = utc_now()
+        if conn is None:
+            with self.engine.begin() as own:
+                self._upsert_builds(own, rows)
+        else:
+            self._upsert_builds(conn, rows)
+
+    def _upsert_builds(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        statement = self._insert(builds_t)
+        statement = statement.on_conflict_do_update(
+            index_elements=[builds_t.c.namespace, builds_t.c.table_name, builds_t.c.partition_key],
+            set_={c: statement.excluded[c] for c in ("token", "inputs", "status", "rows", "built_at")},
+        )
+        conn.execute(statement, rows)
+
+    def bump_inputs(self, namespace: str, table: str, updates: dict[str, tuple[str, str]]) -> int:
+        """partition key -> (inputs before, inputs now): record newer inputs that leave the content
+        as it is (compare-and-set on the inputs); returns how many were updated."""
+        done = 0
+        with self.engine.begin() as conn:
+            for key, (before, now) in sorted(updates.items()):
+                done += conn.execute(
+                    sa.update(builds_t)
+                    .where(
+                        builds_t.c.namespace == namespace,
+                        builds_t.c.table_name == table,
+                        builds_t.c.partition_key == key,
+                        builds_t.c.inputs == before,
+                    )
+                    .values(inputs=now)
+                ).rowcount
+        return done
+
+    def _insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        statement = insert(stale_t)
-        statement = statement.on_conflict_do_update(
-            index_elements=[stale_t.c.namespace, stale_t.c.table_name, stale_t.c.partition_key],
-            set_={"version": stale_t.c.version + 1, "reason": statement.excluded.reason, "updated_at": now},
+        return insert(table)
+
+    # --- key changes of unpartitioned tables -----------------------------------------------
+    def begin_key_change(self, namespace: str, table: str, from_token: str) -> bool:
+        """Before rewriting `table` built as `from_token`: note the rewrite. Returns True when an
+        earlier rewrite from the same build never finished (a crash): its changes are unknown."""
+        where = (
+            (key_changes_t.c.namespace == namespace)
+            & (key_changes_t.c.table_name == table)
+            & (key_changes_t.c.from_token == from_token)
+            & key_changes_t.c.to_token.is_(None)
         )
         with self.engine.begin() as conn:
+            unfinished = conn.execute(sa.select(key_changes_t.c.id).where(where)).first() is not None
+            if not unfinished:
+                conn.execute(
+                    sa.insert(key_changes_t).values(
+                        namespace=namespace,
+                        table_name=table,
+                        from_token=from_token,
+                        to_token=None,
+                        keys=None,
+                        recorded_at=utc_now(),
+                    )
+                )
+        return unfinished
+
+    def finish_key_change(
+        self,
+        namespace: str,
+        table: str,
+        from_token: str,
+        to_token: str,
+        keys: dict[str, list[Any]] | None,
+        conn: sa.Connection,
+    ) -> None:
+        """The rewrite is committed: record from -> to with the changed keys (None = all)."""
+        import json
+
+        conn.execute(
+            sa.delete(key_changes_t).where(
+                key_changes_t.c.namespace == namespace,
+                key_changes_t.c.table_name == table,
+                key_changes_t.c.from_token == from_token,
+                key_changes_t.c.to_token.is_(None),
+            )
+        )
+        if from_token != to_token:
             conn.execute(
-                statement,
-                [
-                    {
-                        "namespace": namespace,
-                        "table_name": table,
-                        "partition_key": key,
-                        "version": 1,
-                        "done_version": 0,
-                        "reason": reason,
-                        "updated_at": now,
-                    }
-                    for key in keys
-                ],
+                sa.insert(key_changes_t).values(
+                    namespace=namespace,
+                    table_name=table,
+                    from_token=from_token,
+                    to_token=to_token,
+                    keys=None if keys is None else json.dumps(keys, default=str, sort_keys=True),
+                    recorded_at=utc_now(),
+                )
             )
 
-    def stale_entries(self, namespace: str | None = None) -> list[StaleEntry]:
+    def key_transitions(
+        self, namespace: str, table: str
+    ) -> list[tuple[str, str, dict[str, list[Any]] | None]]:
+        """Every finished rewrite of `table`: (from token, to token, changed keys or None = all)."""
+        import json
+
         query = (
-            sa.select(stale_t)
-            .where(stale_t.c.version > stale_t.c.done_version)
-            .order_by(stale_t.c.namespace, stale_t.c.partition_key, stale_t.c.table_name)
+            sa.select(key_changes_t)
+            .where(
+                key_changes_t.c.namespace == namespace,
+                key_changes_t.c.table_name == table,
+                key_changes_t.c.to_token.is_not(None),
+            )
+            .order_by(key_changes_t.c.id)
         )
-        if namespace:
-            query = query.where(stale_t.c.namespace == namespace)
         with self.engine.connect() as conn:
             return [
-                StaleEntry(r.namespace, r.table_name, r.partition_key, r.version, r.reason)
+                (r.from_token, r.to_token, None if r.keys is None else json.loads(r.keys))
                 for r in conn.execute(query)
             ]
 
-    def stale_version(self, namespace: str, table: str, key: str) -> int | None:
+    # --- failed builds ------------------------------------------------------------------------
+    def build_failures(self, namespace: str) -> dict[tuple[str, str], tuple[str, int, str]]:
+        """(table, partition key) -> (wanted inputs digest, attempts, error)."""
         with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(stale_t.c.version).where(
-                    stale_t.c.namespace == namespace,
-                    stale_t.c.table_name == table,
-                    stale_t.c.partition_key == key,
-                )
-            ).scalar()
+            return {
+                (r.table_name, r.partition_key): (r.wanted, r.attempts, r.error)
+                for r in conn.execute(sa.select(failures_t).where(failures_t.c.namespace == namespace))
+            }
 
-    def clear_stale(self, namespace: str, table: str, key: str, up_to_version: int | None) -> None:
-        """The partition was rebuilt from inputs as of `up_to_version`: later changes keep it stale."""
-        if up_to_version is None:
-            return
+    def record_failure(self, namespace: str, table: str, key: str, wanted: str, error: str) -> int:
+        """Count a failed build of these inputs; returns the attempts so far."""
+        where = (
+            (failures_t.c.namespace == namespace)
+            & (failures_t.c.table_name == table)
+            & (failures_t.c.partition_key == key)
+        )
         with self.engine.begin() as conn:
+            row = conn.execute(sa.select(failures_t).where(where)).first()
+            attempts = row.attempts + 1 if row is not None and row.wanted == wanted else 1
+            conn.execute(sa.delete(failures_t).where(where))
             conn.execute(
-                sa.update(stale_t)
-                .where(
-                    stale_t.c.namespace == namespace,
-                    stale_t.c.table_name == table,
-                    stale_t.c.partition_key == key,
-                    stale_t.c.done_version < up_to_version,
+                sa.insert(failures_t).values(
+                    namespace=namespace,
+                    table_name=table,
+                    partition_key=key,
+                    wanted=wanted,
+                    attempts=attempts,
+                    error=error[:4000],
+                    failed_at=utc_now(),
                 )
-                .values(done_version=up_to_version)
+            )
+        return attempts
+
+    def clear_failures(self, namespace: str, table: str, keys: Iterable[str], conn: sa.Connection) -> None:
+        keys = list(keys)
+        if keys:
+            conn.execute(
+                sa.delete(failures_t).where(
+                    failures_t.c.namespace == namespace,
+                    failures_t.c.table_name == table,
+                    failures_t.c.partition_key.in_(keys),
+                )
             )
 
     # --- day index ----------------------------------------------------------------------------
+    def hours_by_day(self, namespace: str, table: str) -> dict[str, list[str]]:
+        """day -> the hourly partitions of `table` holding rows of that day (its day index)."""
+        query = sa.select(partition_days_t.c.day, partition_days_t.c.partition_key).where(
+            partition_days_t.c.namespace == namespace, partition_days_t.c.table_name == table
+        )
+        found: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for day, key in conn.execute(query.order_by(partition_days_t.c.partition_key)):
+                found.setdefault(day, []).append(key)
+        return found
+
     def replace_partition_days(
         self, namespace: str, table: str, partition_key: str, days: dict[str, int]
     ) -> dict[str, int]:

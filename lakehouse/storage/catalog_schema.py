@@ -42,21 +42,79 @@ conflicts_t = sa.Table(
     sa.Column("first_seen", sa.DateTime, nullable=False),
 )
 
-stale_t = sa.Table(
-    "lakehouse_stale",
+builds_t = sa.Table(
+    "lakehouse_builds",
     metadata,
     sa.Column("namespace", sa.String(255), primary_key=True),
     sa.Column("table_name", sa.String(255), primary_key=True),
     sa.Column("partition_key", sa.String(32), primary_key=True),
-    sa.Column("version", sa.BigInteger, nullable=False),
-    sa.Column("done_version", sa.BigInteger, nullable=False, default=0),
-    sa.Column("reason", sa.Text),
-    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("inputs", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rows", sa.BigInteger),
+    sa.Column("built_at", sa.DateTime, nullable=False),
 )
-"""Partitions of model tables whose inputs changed: the propagate sensor rebuilds them.
-partition_key is '' for an unpartitioned table. version grows with every change and never goes back;
-a rebuild records the version it saw when it started as done_version, so one that started before the
-latest change leaves the partition stale (version > done_version)."""
+"""What each built table partition was built from (partition_key '' for an unpartitioned table).
+`inputs` is the JSON of the input versions it read (for an ODS partition the digest of its landed
+files; for a model the tokens of the input partitions it read, and its code); `token` is the
+version of its content, which its readers record in turn. A partition is stale when what it would
+read now differs from `inputs`, or when it has no row: written only after the table commit, so a
+crash leaves work to redo, never work falsely done. status: ok | blocked (a blocking check failed;
+readers wait until it changes)."""
+
+key_changes_t = sa.Table(
+    "lakehouse_key_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String(255), nullable=False),
+    sa.Column("table_name", sa.String(255), nullable=False),
+    sa.Column("from_token", sa.String(64), nullable=False),
+    sa.Column("to_token", sa.String(64)),
+    sa.Column("keys", sa.Text),
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+    sa.Index("ix_lakehouse_key_changes_from", "namespace", "table_name", "from_token"),
+)
+"""How an unpartitioned table changed from one build to the next: per `changes_by` column the key
+values whose rows differ (JSON), so hourly readers rebuild only the hours holding them. A row with
+no to_token is a rewrite in progress: a crash there leaves it, and the next transition from the
+same build then counts every key as changed (keys NULL = all)."""
+
+workers_t = sa.Table(
+    "lakehouse_workers",
+    metadata,
+    sa.Column("worker_id", sa.String(64), primary_key=True),
+    sa.Column("namespace", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+)
+"""Processes reconciling a namespace (or waiting to): a heartbeat every few seconds. A worker is
+dead when its heartbeat is old or, on the same host, its process is gone (SIGKILL, OOM)."""
+
+leases_t = sa.Table(
+    "lakehouse_leases",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("worker_id", sa.String(64), nullable=False),
+    sa.Column("acquired_at", sa.DateTime, nullable=False),
+)
+"""One writer per namespace: the worker that holds its lease. A dead holder's lease is taken over."""
+
+failures_t = sa.Table(
+    "lakehouse_build_failures",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("table_name", sa.String(255), primary_key=True),
+    sa.Column("partition_key", sa.String(32), primary_key=True),
+    sa.Column("wanted", sa.String(64), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("failed_at", sa.DateTime, nullable=False),
+)
+"""Partitions whose build raised, with the inputs it was asked to build from (`wanted`): retried up to
+a few times, then left until the inputs change again (the error stays here and in the run log)."""
 
 partition_days_t = sa.Table(
     "lakehouse_partition_days",
@@ -68,4 +126,4 @@ partition_days_t = sa.Table(
     sa.Column("rows", sa.BigInteger, nullable=False),
 )
 """Which days (of a model's day_index column) each hourly partition holds: the days a rewrite of the
-hour changes (those it held before and after), which are then marked stale for daily readers."""
+hour now holds, so a daily reader knows which hours it reads for a day (and their versions)."""

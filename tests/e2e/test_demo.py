@@ -27,7 +27,7 @@ def test_demo_prints_the_seed_style_table_for_one_vehicle(tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    assert "DataScan: 6/6 run(s) succeeded" in out
+    assert "DataScan: 1/1 reconcile run(s) succeeded, 18 partition(s) built" in out
     assert "corrupt.parquet" in out  # the rejected file is shown with its reason
     # the seed's final query: vehicle_id | stat_time | mileage | avg_speed, six hours of VIN001
     rows = re.findall(r"\| VIN001\s+\| (2025-09-17 \d\d)\s+\| ([\d.]+) km\s+\| ([\d.]+) km/h", out)

@@ -1,8 +1,9 @@
 """The game pipeline under the real `dagster-daemon`: profiles and events land, and with no human
-action the daemon's sensors (DataScan, propagate) and its automation (retention over d, d+1, d+7)
-bring dwd_user_details and every ADS table to the independent reference over the raw files
+action the daemon's DataScan sensor and the reconcile runs it launches (retention over d, d+1, d+7
+included) bring dwd_user_details and every ADS table to the independent reference over the raw files
 (tests/helpers/game_reference.py); then a late file of an old day lands and they converge again.
-The test starts the daemon and stops it by process group."""
+A run killed mid-build is noticed and its work redone. The tests start the daemon and stop it by
+process group."""
 
 from __future__ import annotations
 
@@ -100,8 +101,60 @@ def test_daemon_brings_game_ads_up_to_date_and_again_after_late_data(
 
     with instance_at(dagster_home) as instance:
         records = instance.get_run_records()
-        tags = [r.dagster_run.tags for r in records]
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
-    assert any(t.get("lakehouse/datascan") == "true" for t in tags)
-    assert any(t.get("lakehouse/propagate") == "true" for t in tags)
-    assert any("dagster/automation_condition" in k or "automation" in k for t in tags for k in t)
+    # few, whole runs: one reconcile run per batch of the namespace (one more if files landed mid-run)
+    assert {r.dagster_run.job_name for r in records} == {"reconcile"}
+    assert {r.dagster_run.tags["lakehouse/namespace"] for r in records} == {"game_db"}
+    assert 2 <= len(records) <= 4, [r.dagster_run.tags.get("lakehouse/reason") for r in records]
+
+
+def test_daemon_notices_a_run_killed_mid_build_and_converges(tmp_path: Path) -> None:
+    """SIGKILL the daemon's reconcile run process while it builds (its pid from lakehouse_workers):
+    with a DAGSTER_HOME whose dagster.yaml only disables telemetry (no run monitoring), the DataScan
+    sensor reports that run failed and a new run brings every table to the reference."""
+    import signal
+
+    import sqlalchemy as sa
+
+    from lakehouse.storage.catalog_schema import builds_t
+    from lakehouse.storage.leases import workers
+
+    home, dagster_home, log = tmp_path / "lh", tmp_path / "dagster_home", tmp_path / "daemon.log"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "LAKEHOUSE_SCAN_INTERVAL_SECONDS": "2",
+    }
+    lh = Lakehouse(LakehouseSettings.from_env(env))
+    lh.landing.write_arrow(profile_path(START, 0, "profiles"), profiles(USERS, START, seed=1))
+    for day in range(6):
+        date = START + dt.timedelta(days=day)
+        for hour in (0, 12):
+            begin = dt.datetime.combine(date, dt.time(hour))
+            lh.landing.write_arrow(
+                event_path(date, hour, "events"),
+                events(begin, 400, USERS, seed=day * 10 + hour, late_fraction=0.1, late_days=3, hours=12),
+            )
+    killed = None
+    with running_daemon(env, log):
+        deadline = time.monotonic() + 180
+        while killed is None and time.monotonic() < deadline:
+            with lh.catalog.engine.connect() as conn:
+                built = conn.execute(sa.select(sa.func.count()).select_from(builds_t)).scalar() or 0
+            running = [w for w in workers(lh.catalog) if w.run_id]
+            if running and built >= 13:  # the ODS partitions are in; the models are being built
+                os.kill(running[0].pid, signal.SIGKILL)
+                killed = running[0].run_id
+            time.sleep(0.05)
+        assert killed is not None, f"no run was seen building\n{log.read_text()[-3000:]}"
+        wait_until_equal(lh, log)
+        wait_until_idle(dagster_home, log)
+    with instance_at(dagster_home) as instance:
+        record = instance.get_run_record_by_id(killed)
+        assert record is not None and record.dagster_run.status == dg.DagsterRunStatus.FAILURE
+        statuses = [r.dagster_run.status for r in instance.get_run_records()]
+    assert statuses.count(dg.DagsterRunStatus.SUCCESS) >= 1
+    assert not differences(lh)

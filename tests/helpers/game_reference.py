@@ -246,7 +246,8 @@ def parse_timestamp(raw: str | None, zone: ZoneInfo) -> dt.datetime | None:
         if match is None:
             return None
         try:
-            return dt.datetime(*(int(g) for g in match.groups()))
+            year, month, day, hour, minute, second = (int(g) for g in match.groups())
+            return dt.datetime(year, month, day, hour, minute, second)
         except ValueError:
             return None
     return dt.datetime.fromtimestamp(seconds, tz=zone).replace(tzinfo=None)

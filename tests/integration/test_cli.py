@@ -59,7 +59,7 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     cli = Cli(tmp_path_factory.mktemp(f"cli-{request.param}"), LAKEHOUSE_TABLE_FORMAT=request.param)
     cli("generate", "iov", "--hours", "2", "--vehicles", "5")
     scanned = cli("scan")
-    assert "DataScan: 2/2 run(s) succeeded" in scanned.stdout
+    assert "DataScan: 1/1 reconcile run(s) succeeded, 6 partition(s) built" in scanned.stdout
     return cli
 
 

@@ -26,17 +26,23 @@ def evaluate(p: Pipeline) -> dg.SensorResult:
         return defs.resolve_sensor_def("datascan")(ctx)
 
 
-def test_new_partition_asks_for_ods_dwd_ads_of_that_partition(pipeline: Pipeline) -> None:
+def test_new_partition_asks_for_one_reconcile_run_of_its_namespace(pipeline: Pipeline) -> None:
     pipeline.land([gps()], dt="2025-09-17", hh="23")
     result = evaluate(pipeline)
     [request] = result.run_requests
-    assert request.partition_key == "2025-09-17-23"
-    assert set(request.asset_selection) == {ODS, DWD, ADS}
+    assert request.job_name == "reconcile"
+    assert request.run_config == {"ops": {"reconcile_namespace": {"config": {"namespace": "iov"}}}}
+    assert request.tags["lakehouse/namespace"] == "iov"
+    assert "ods_vehicle_gps_raw: 1" in request.tags["lakehouse/reason"]
     assert [(r.partitions_def_name, list(r.partition_keys)) for r in result.dynamic_partitions_requests] == [
         ("iov_hourly", ["2025-09-17-23"])
     ]
-    # same pending state -> same run key, so the daemon never launches the same work twice
-    assert evaluate(pipeline).run_requests[0].run_key == request.run_key
+    # the run builds ODS, DWD and ADS of the hour, each shown as its partition's materialization
+    pipeline.scan()
+    for key in (ODS, DWD, ADS):
+        [event] = pipeline.instance.fetch_materializations(key, limit=10).records
+        assert event.partition_key == "2025-09-17-23"
+    assert not evaluate(pipeline).run_requests  # nothing stale any more
 
 
 def test_junk_is_ignored_and_never_stops_the_scan(pipeline: Pipeline) -> None:
@@ -86,8 +92,9 @@ def test_late_file_joins_its_processed_partition_and_flows_to_ads(pipeline: Pipe
     pipeline.scan()
     pipeline.land([gps("VIN001", "2025-09-17 23:10:00", 120.1, 30.0, 60.0)], name="late.parquet")
     [request] = evaluate(pipeline).run_requests
-    assert request.partition_key == "2025-09-17-23"
-    pipeline.scan()
+    assert "ods_vehicle_gps_raw: 1" in request.tags["lakehouse/reason"]
+    assert pipeline.scan().built["iov.ods_vehicle_gps_raw"] == 1  # the late file's partition, nothing else
+
     [(distance, speed)] = pipeline.ads().values()
     assert speed == 50.0 and distance > 9
     assert pipeline.sql(
@@ -130,7 +137,7 @@ def test_restart_neither_misses_nor_reprocesses(settings, tmp_path) -> None:
         assert not evaluate(restarted).run_requests  # nothing reprocessed
         restarted.land([gps("VIN777")], hh="23")
         [request] = evaluate(restarted).run_requests  # nothing missed
-        assert request.partition_key == "2025-09-17-23"
+        assert "ods_vehicle_gps_raw: 1" in request.tags["lakehouse/reason"]
 
 
 def test_any_date_is_a_partition_and_misplaced_files_are_recorded(pipeline: Pipeline) -> None:
@@ -219,7 +226,7 @@ def test_new_folder_becomes_a_registered_table_without_code_changes(pipeline: Pi
     with dg.build_sensor_context(instance=pipeline.instance, resources=dict(defs_before.resources)) as ctx:
         result = defs_before.resolve_sensor_def("datascan")(ctx)
     [request] = result.run_requests
-    assert request.job_name == "datascan_ingest_job"
+    assert request.job_name == "reconcile" and request.tags["lakehouse/namespace"] == "fleet"
     outcome = defs_before.resolve_job_def(request.job_name).execute_in_process(
         instance=pipeline.instance, run_config=request.run_config, tags=request.tags
     )
@@ -233,13 +240,18 @@ def test_new_folder_becomes_a_registered_table_without_code_changes(pipeline: Pi
 
 
 @pytest.mark.parametrize("hours", [3])
-def test_one_run_per_changed_partition(pipeline: Pipeline, hours: int) -> None:
+def test_many_changed_partitions_are_one_run(pipeline: Pipeline, hours: int) -> None:
     for h in range(hours):
         pipeline.land([gps()], hh=f"{h:02d}")
-    result = evaluate(pipeline)
-    assert sorted(r.partition_key for r in result.run_requests) == [
-        f"2025-09-17-{h:02d}" for h in range(hours)
-    ]
+    [request] = evaluate(pipeline).run_requests
+    assert f"ods_vehicle_gps_raw: {hours}" in request.tags["lakehouse/reason"]
+    scanned = pipeline.scan()
+    assert scanned.requested == 1
+    assert scanned.built == {
+        "iov.ods_vehicle_gps_raw": hours,
+        "iov.dwd_vehicle_gps": hours,
+        "iov.ads_vehicle_hourly_stat": hours,
+    }
 
 
 def test_file_corrupt_inside_its_data_is_rejected_and_the_partition_still_loads(pipeline: Pipeline) -> None:
@@ -262,23 +274,35 @@ def test_file_corrupt_inside_its_data_is_rejected_and_the_partition_still_loads(
     assert rejected["path"].endswith("broken.parquet") and "not a readable parquet file" in rejected["reason"]
 
 
-def test_a_partition_with_a_load_in_progress_waits_for_it(pipeline: Pipeline) -> None:
-    pipeline.land([gps()], hh="22")
+def test_a_live_reconcile_run_is_waited_for_and_a_dead_one_is_noticed(pipeline: Pipeline) -> None:
+    """A reconcile run of the namespace that may still be starting holds the namespace; one whose
+    process is gone (its worker's pid is dead) is reported failed and the namespace gets a new run."""
+    import subprocess
+
+    from lakehouse.storage.leases import Worker
+
     pipeline.land([gps()], hh="23")
     running = dg.DagsterRun(
-        job_name="iov_pipeline",
+        job_name="reconcile",
         status=dg.DagsterRunStatus.STARTED,
-        tags={
-            "lakehouse/datascan": "true",
-            "lakehouse/writer": "true",
-            "lakehouse/namespace": "iov",
-            "lakehouse/partition": "2025-09-17-23",
-        },
+        tags={"lakehouse/reconcile": "true", "lakehouse/namespace": "iov"},
     )
     pipeline.instance.add_run(running)
-    assert [r.partition_key for r in evaluate(pipeline).run_requests] == ["2025-09-17-22"]
-    pipeline.instance.report_run_failed(running)  # the load ended: its partition is picked up again
-    assert sorted(r.partition_key for r in evaluate(pipeline).run_requests) == [
-        "2025-09-17-22",
-        "2025-09-17-23",
-    ]
+    assert not evaluate(pipeline).run_requests  # young and without a worker yet: it may be starting
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    worker = Worker(pipeline.lh.catalog, "iov", run_id=running.run_id)
+    worker.__enter__()
+    worker._stop.set()  # no more heartbeats, as after a SIGKILL
+    import sqlalchemy as sa
+
+    from lakehouse.storage.catalog_schema import workers_t
+
+    with pipeline.lh.catalog.engine.begin() as conn:
+        conn.execute(
+            sa.update(workers_t).where(workers_t.c.worker_id == worker.worker_id).values(pid=gone.pid)
+        )
+    [request] = evaluate(pipeline).run_requests
+    assert request.tags["lakehouse/namespace"] == "iov"
+    record = pipeline.instance.get_run_record_by_id(running.run_id)
+    assert record is not None and record.dagster_run.status is dg.DagsterRunStatus.FAILURE

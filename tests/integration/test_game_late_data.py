@@ -11,65 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from dataclasses import dataclass
 
 import dagster as dg
-import pyarrow as pa
 
-from lakehouse.demo.game import events, profiles
-from tests.helpers.game import GameLake
-
-START = dt.date(2025, 9, 1)
-USERS = 150
-
-
-@dataclass(frozen=True)
-class Arrival:
-    name: str
-    path: str
-    table: pa.Table
-
-
-def arrivals() -> list[Arrival]:
-    found = [
-        Arrival(
-            "profiles",
-            f"game_db/ods_user_profile/dt={START}/hh=00/profiles.parquet",
-            profiles(USERS, START, seed=3),
-        )
-    ]
-    for day in range(4):
-        date = START + dt.timedelta(days=day)
-        for hour in (3, 15):
-            begin = dt.datetime.combine(date, dt.time(hour))
-            found.append(
-                Arrival(
-                    f"events {date} {hour:02d}",
-                    f"game_db/ods_user_event/dt={date}/hh={hour:02d}/events.parquet",
-                    events(
-                        begin, 400, USERS, seed=day * 100 + hour, late_fraction=0.15, late_days=3, hours=12
-                    ),
-                )
-            )
-    update = profiles(USERS, START + dt.timedelta(days=20), seed=4).slice(0, 40)  # newer logins win
-    found.append(
-        Arrival(
-            "profile update",
-            f"game_db/ods_user_profile/dt={START + dt.timedelta(days=3)}/hh=09/update.parquet",
-            update,
-        )
-    )
-    return found
-
-
-def replacement() -> Arrival:
-    """The producer rewrites the 2025-09-02 03h file in place: other users, other days."""
-    begin = dt.datetime.combine(START + dt.timedelta(days=1), dt.time(3))
-    return Arrival(
-        "events 2025-09-02 03 (replaced)",
-        "game_db/ods_user_event/dt=2025-09-02/hh=03/events.parquet",
-        events(begin, 250, USERS, seed=999, late_fraction=0.5, late_days=3, hours=12),
-    )
+from tests.helpers.game import START, Arrival, GameLake, arrivals, replacement
 
 
 def land(game: GameLake, arrival: Arrival) -> None:

@@ -57,7 +57,8 @@ def test_pipeline_runs_on_s3_and_no_secret_leaks(
     )
     assert p.lh.landing.uri.startswith("s3://")
     result = p.scan()
-    assert result.requested == 2
+    assert result.requested == 1  # one reconcile run for the namespace
+    assert result.built["iov.ods_vehicle_gps_raw"] == 2
     assert p.sql("select count(*) as n from iov.ads_vehicle_hourly_stat") == [{"n": 16}]
     ods = p.sql("select count(*) as n from iov.ods_vehicle_gps_raw")[0]["n"]
     assert ods == summary.rows
@@ -84,6 +85,7 @@ def test_pipeline_runs_on_s3_and_no_secret_leaks(
     )
     late = p.scan()
     assert late.requested == 1
+    assert late.built["iov.ods_vehicle_gps_raw"] == 1  # only that partition is rebuilt
     assert p.sql("select count(*) as n from iov.ods_vehicle_gps_raw")[0]["n"] == ods + 1
 
     # The CONNECTION's secret appears in no event, metadata or log line of any run.

@@ -42,6 +42,14 @@ class IcebergTableStore(TableStore):
     format = "iceberg"
     _catalogs: ClassVar[dict[tuple[tuple[str, str], ...], Any]] = {}
 
+    @classmethod
+    def forget_catalogs(cls) -> None:
+        for catalog in cls._catalogs.values():
+            engine = getattr(catalog, "engine", None)
+            if engine is not None:
+                engine.dispose()
+        cls._catalogs.clear()
+
     def __init__(self, settings: LakehouseSettings, catalog_db: CatalogDB) -> None:
         super().__init__(settings, catalog_db)
         from pyiceberg.catalog.sql import SqlCatalog
