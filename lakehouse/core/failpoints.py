@@ -16,7 +16,7 @@ VARIABLE = "LAKEHOUSE_FAILPOINT"
 POINTS = {
     "ods.write": "while an ODS partition's rows stream into its write (before the commit)",
     "ods.committed": "an ODS partition committed, its manifest and build record not yet",
-    "model.write": "while a model partition's rows stream into its write",
+    "model.write": "while a model partition's rows stream into its write (or a range is computed)",
     "model.committed": "a model partition (or a range of days) committed, its build record not yet",
     "catalog.commit": "inside the transaction that records builds, before it commits",
     "reconcile.pass": "between two tables of a reconcile pass",

@@ -224,6 +224,7 @@ def _run_models(
         run.rows = data.num_rows
         kept.append(data)
         runs.append(run)
+        failpoint("model.write", model.table.name)
     partitions = [r.partition for r in runs]
     lh.tables.overwrite_partitions(model.table, pa.concat_tables(kept), partitions)
     if reason_column and model.rejected_table is not None:
