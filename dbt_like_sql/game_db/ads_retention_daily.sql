@@ -46,12 +46,12 @@ d7 as (
     where a.dt = cast($dt as date)
     group by a.dt
 )
-select
+select  -- rates exactly, half away from zero, in integers (as share in ads_device_preference_daily)
     base.dau,
     coalesce(d1.d1_retained, 0) as d1_retained,
-    round(coalesce(d1.d1_retained, 0) * 1.0 / nullif(base.dau, 0), 4) as d1_retention_rate,
+    (coalesce(d1.d1_retained, 0) * 20000 + base.dau) // (2 * nullif(base.dau, 0)) / 10000.0 as d1_retention_rate,
     coalesce(d7.d7_retained, 0) as d7_retained,
-    round(coalesce(d7.d7_retained, 0) * 1.0 / nullif(base.dau, 0), 4) as d7_retention_rate
+    (coalesce(d7.d7_retained, 0) * 20000 + base.dau) // (2 * nullif(base.dau, 0)) / 10000.0 as d7_retention_rate
 from base
 left join d1 on base.dt = d1.dt
 left join d7 on base.dt = d7.dt

@@ -297,3 +297,23 @@ def test_checks_pass_and_show_in_dagster(game: GameLake) -> None:
         assert record is not None, f"{asset}.{check} never ran"
         evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
         assert evaluation.passed, f"{asset}.{check} failed"
+
+
+def test_shares_and_rates_round_exact_ties_half_away_from_zero(game: GameLake) -> None:
+    """81 / 160 = 0.50625 exactly, but the double quotient is 0.506249999...: rounding it gave 0.5062.
+    Spark's ROUND (HALF_UP on the decimal value) and the reference say 0.5063 (found by the
+    freshness benchmark's reference check)."""
+    game.land_profiles([profile(u, device_type="iOS" if u <= 81 else "PC") for u in range(1, 161)])
+    day1 = [event(u, "2025-09-01 09:00:00") for u in range(1, 161)]
+    day2 = [event(u, "2025-09-02 09:00:00") for u in range(1, 82)]
+    game.land_events(day1, dt="2025-09-01")
+    game.land_events(day2, dt="2025-09-02")
+    game.catch_up()
+    shares = {
+        r["device_type"]: r["share"]
+        for r in game.table("ads_device_preference_daily", "where dt = '2025-09-01'")
+    }
+    assert shares == {"iOS": 0.5063, "PC": 0.4938}
+    [first] = game.table("ads_retention_daily", "where dt = '2025-09-01'")
+    assert first["d1_retained"] == 81 and first["d1_retention_rate"] == 0.5063
+    game.assert_matches_full_recompute()
