@@ -274,10 +274,25 @@ def game_freshness(work: Path) -> dict[str, Any]:
         result["daemon_batch_seconds"] = _wait_until(first_right)
         _copy_in(batch2, home / "landing")
         result["daemon_late_seconds"] = _wait_until(both_right)
+        _wait_idle(home)  # stopping the daemon would interrupt a run still in flight
     result["daemon_tree_peak_mb"] = round(memory.tree_peak)
     result["daemon_process_peak_mb"] = round(memory.process_peak)
     result["daemon_runs"] = _runs(home)
     return result
+
+
+def _wait_idle(home: Path, timeout: float = 120) -> None:
+    import dagster as dg
+
+    from tests.helpers.daemon import instance_at
+
+    busy = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with instance_at(home / "dagster_home") as instance:
+            if not instance.get_runs_count(dg.RunsFilter(statuses=busy)):
+                return
+        time.sleep(0.5)
 
 
 def _runs(home: Path) -> dict[str, int]:
@@ -334,6 +349,7 @@ def iov_freshness(work: Path) -> dict[str, Any]:
         daemon.wait_ticking()
         _copy_in(files, home / "landing")
         result["daemon_seconds"] = _wait_until(right)
+        _wait_idle(home)
     result["daemon_tree_peak_mb"] = round(memory.tree_peak)
     result["daemon_process_peak_mb"] = round(memory.process_peak)
     result["daemon_runs"] = _runs(home)

@@ -66,38 +66,56 @@ def build_reconcile_job(
                         key, partition=report_.partition_key, metadata=ingest_metadata(report_)
                     )
                 )
-                if NO_REJECTED_FILES in checks:
-                    log_check(
-                        context,
-                        dg.AssetCheckEvaluation(
-                            key,
-                            NO_REJECTED_FILES,
-                            passed=not report_.rejected,
-                            severity=dg.AssetCheckSeverity.WARN,
-                            partition=report_.partition_key,
-                            metadata={"rejected": len(report_.rejected)},
-                        ),
-                    )
+            if built.reports and NO_REJECTED_FILES in checks:
+                rejected = {r.partition_key: len(r.rejected) for r in built.reports if r.rejected}
+                log_check(
+                    context,
+                    dg.AssetCheckEvaluation(
+                        key,
+                        NO_REJECTED_FILES,
+                        passed=not rejected,
+                        severity=dg.AssetCheckSeverity.WARN,
+                        partition=built.keys[0] if len(built.keys) == 1 else None,
+                        metadata={
+                            "rejected": sum(rejected.values()),
+                            "partitions_checked": len(built.reports),
+                            "failing_partitions": dg.MetadataValue.json(rejected),
+                        },
+                    ),
+                )
             model = models.get(built.table)
+            outcomes: dict[str, list[tuple[str, Any]]] = {}
             for run in built.runs:
                 assert model is not None
-                partition = run.partition_key or None
                 context.log_event(
-                    dg.AssetMaterialization(key, partition=partition, metadata=run_metadata(model, run))
+                    dg.AssetMaterialization(
+                        key, partition=run.partition_key or None, metadata=run_metadata(model, run)
+                    )
                 )
                 for outcome in run.checks:
-                    if outcome.check.name in checks:
-                        log_check(
-                            context,
-                            dg.AssetCheckEvaluation(
-                                key,
-                                outcome.check.name,
-                                passed=outcome.passed,
-                                partition=partition,
-                                blocking=outcome.check.blocking,
-                                metadata=check_metadata(outcome),
-                            ),
-                        )
+                    outcomes.setdefault(outcome.check.name, []).append((run.partition_key, outcome))
+            # One evaluation per check and table for the partitions this pass built (an event per
+            # partition and check cost more than the builds of small partitions).
+            for name, results in outcomes.items():
+                if name not in checks:
+                    continue
+                failing = {k: o.failing_rows for k, o in results if not o.passed}
+                first = results[0][1]
+                log_check(
+                    context,
+                    dg.AssetCheckEvaluation(
+                        key,
+                        name,
+                        passed=not failing,
+                        partition=(results[0][0] or None) if len(results) == 1 else None,
+                        blocking=first.check.blocking,
+                        metadata={
+                            **(check_metadata(first) if len(results) == 1 else {}),
+                            "partitions_checked": len(results),
+                            "failing_partitions": dg.MetadataValue.json(failing),
+                        },
+                    ),
+                )
             where = built.keys[0] if len(built.keys) == 1 else f"{len(built.keys)} partitions"
             context.log.info(f"{built.table}: built {where} in {built.seconds:.2f}s")
 
