@@ -11,6 +11,7 @@ restart) is noticed here, reported failed, and its namespace reconciled again.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 
 import dagster as dg
@@ -106,10 +107,20 @@ def build_datascan_sensor(
         )
         reconciler = Reconciler(lh, graph, declared)
         runs, waiting, summaries = [], [], []
+        converged = json.loads(context.cursor) if context.cursor else {}
+        changed_ods = {c.table.namespace for c in result.changes}
         for namespace in sorted(namespaces):
+            # Planning reads every build record of the namespace; when none changed since a plan
+            # found nothing stale (and no files changed), nothing can be stale now. The cursor only
+            # saves that work: without it (a new daemon), the plan runs.
+            fingerprint = reconciler.fingerprint(namespace)
+            if namespace not in changed_ods and converged.get(namespace) == fingerprint:
+                continue
             plan = reconciler.plan(namespace, result)
             if plan.empty:
+                converged[namespace] = fingerprint
                 continue
+            converged.pop(namespace, None)
             if namespace in busy:
                 waiting.append(namespace)  # the live run takes it (it passes until nothing is stale)
                 continue
@@ -122,9 +133,14 @@ def build_datascan_sensor(
             + (f"; {', '.join(waiting)} busy with a live run" if waiting else "")
             + f", in {result.seconds:.3f}s"
         )
+        cursor = json.dumps(converged, sort_keys=True)
         if not runs and not partition_requests:
             reason = f"{', '.join(waiting)} busy with a live run" if waiting else "nothing stale"
-            return dg.SensorResult(skip_reason=f"{reason} ({result.files_listed} objects listed)")
-        return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=partition_requests)
+            return dg.SensorResult(
+                skip_reason=f"{reason} ({result.files_listed} objects listed)", cursor=cursor
+            )
+        return dg.SensorResult(
+            run_requests=runs, dynamic_partitions_requests=partition_requests, cursor=cursor
+        )
 
     return datascan

@@ -179,12 +179,10 @@ def scan(lh: Lakehouse, declared: Iterable[TableId] = ()) -> ScanResult:
     # Compare with what each ODS partition was built from; partitions whose files are all gone
     # must be rebuilt empty.
     pending: dict[tuple[TableId, str], PartitionChange] = {}
-    built_namespaces = {t.namespace for t in tables} | lh.catalog.build_namespaces()
-    built: dict[tuple[TableId, str], str] = {}
-    for namespace in sorted(built_namespaces):
-        for (name, key), record in lh.catalog.builds(namespace).items():
-            if record.inputs.startswith("files:"):
-                built[(TableId(namespace, name), key)] = record.inputs
+    built = {
+        (TableId(namespace, name), key): inputs
+        for (namespace, name, key), inputs in lh.catalog.landed_inputs().items()
+    }
     for where, change in landed.items():
         if built.get(where) != f"files:{change.digest}":
             pending[where] = change

@@ -25,6 +25,7 @@ dependency order) until nothing is stale; the caller holds the namespace's lease
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import time
@@ -256,7 +257,6 @@ class Reconciler:
             keys |= {shift_day(d, -o) for d in days for o in model.input(dep).days}
         if model.partitioning is not Partitioning.DAILY:
             return sorted(keys), []
-        import datetime
 
         first = self.lh.settings.daily_start_date
         last = (datetime.date.today() + datetime.timedelta(days=1)).isoformat()
@@ -315,6 +315,14 @@ class Reconciler:
             else:
                 stale[key] = wanted
         return stale, moved, held, outside, abandoned
+
+    def fingerprint(self, namespace: str) -> str:
+        """Changes whenever anything that decides staleness in the namespace may have changed: a
+        build recorded (or bumped), a failure, the models' code and settings, the date (the daily
+        range ends tomorrow). Equal fingerprints and no changed files: the same plan."""
+        code = [m.code_version for m in self.graph.ordered if m.table.namespace == namespace]
+        today = datetime.date.today().isoformat()
+        return _digest([self.lh.catalog.builds_summary(namespace), code, self.settings_code, today])
 
     def plan(self, namespace: str, result: ScanResult | None = None) -> Plan:
         result = result or scan(self.lh, self.declared)

@@ -244,6 +244,29 @@ class CatalogDB:
                 for r in conn.execute(query)
             }
 
+    def landed_inputs(self) -> dict[tuple[str, str, str], str]:
+        """(namespace, table, partition key) -> the files digest each ODS partition was built from."""
+        query = sa.select(
+            builds_t.c.namespace, builds_t.c.table_name, builds_t.c.partition_key, builds_t.c.inputs
+        ).where(builds_t.c.inputs.like("files:%"))
+        with self.engine.connect() as conn:
+            return {(r[0], r[1], r[2]): r[3] for r in conn.execute(query)}
+
+    def builds_summary(self, namespace: str) -> list[Any]:
+        """[records, latest write, failures, latest failure] of a namespace: one aggregate query each."""
+        with self.engine.connect() as conn:
+            builds = conn.execute(
+                sa.select(sa.func.count(), sa.func.max(builds_t.c.built_at)).where(
+                    builds_t.c.namespace == namespace
+                )
+            ).one()
+            failures = conn.execute(
+                sa.select(sa.func.count(), sa.func.max(failures_t.c.failed_at)).where(
+                    failures_t.c.namespace == namespace
+                )
+            ).one()
+        return [builds[0], str(builds[1]), failures[0], str(failures[1])]
+
     def build_namespaces(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(conn.execute(sa.select(builds_t.c.namespace).distinct()).scalars())
@@ -283,7 +306,7 @@ class CatalogDB:
                         builds_t.c.partition_key == key,
                         builds_t.c.inputs == before,
                     )
-                    .values(inputs=now)
+                    .values(inputs=now, built_at=utc_now())
                 ).rowcount
         return done
 
