@@ -153,15 +153,29 @@ def _files(root: Path) -> list[tuple[Path, str]]:
     return sorted((p, p.relative_to(root).as_posix()) for p in root.rglob("*") if p.is_file())
 
 
-def _wait_until(check: Any, timeout: float = TIMEOUT) -> float:
+def _wait_until(home: Path, check: Any, timeout: float = TIMEOUT) -> float:
+    """Seconds until `check()` holds. The tables are read again only when a build was recorded
+    since the last look (one small query of the catalog), so the benchmark does not compete with
+    the daemon's run for the 2 cores while it works."""
+    from lakehouse.core.settings import LakehouseSettings
+    from lakehouse.storage.catalog import CatalogDB
+
+    catalog = CatalogDB(LakehouseSettings.for_home(home).catalog_uri)
     started = time.perf_counter()
+    seen: Any = None
     while time.perf_counter() - started < timeout:
         try:
-            if check():
-                return time.perf_counter() - started
-        except Exception:  # noqa: BLE001 - tables mid-creation: look again
-            pass
-        time.sleep(0.25)
+            state = [catalog.builds_summary(ns) for ns in ("game_db", "iov")]
+        except Exception:  # noqa: BLE001 - the catalog is being created
+            state = None
+        if state is not None and state != seen:
+            seen = state
+            try:
+                if check():
+                    return time.perf_counter() - started
+            except Exception:  # noqa: BLE001 - tables mid-creation: look again
+                seen = None
+        time.sleep(0.2)
     raise TimeoutError(f"not right after {timeout:.0f}s")
 
 
@@ -271,9 +285,9 @@ def game_freshness(work: Path) -> dict[str, Any]:
     with Daemon(home) as daemon, MemorySampler(daemon.proc.pid if daemon.proc else 0) as memory:
         daemon.wait_ticking()
         _copy_in(batch1, home / "landing")
-        result["daemon_batch_seconds"] = _wait_until(first_right)
+        result["daemon_batch_seconds"] = _wait_until(home, first_right)
         _copy_in(batch2, home / "landing")
-        result["daemon_late_seconds"] = _wait_until(both_right)
+        result["daemon_late_seconds"] = _wait_until(home, both_right)
         _wait_idle(home)  # stopping the daemon would interrupt a run still in flight
     result["daemon_tree_peak_mb"] = round(memory.tree_peak)
     result["daemon_process_peak_mb"] = round(memory.process_peak)
@@ -348,7 +362,7 @@ def iov_freshness(work: Path) -> dict[str, Any]:
     with Daemon(home) as daemon, MemorySampler(daemon.proc.pid if daemon.proc else 0) as memory:
         daemon.wait_ticking()
         _copy_in(files, home / "landing")
-        result["daemon_seconds"] = _wait_until(right)
+        result["daemon_seconds"] = _wait_until(home, right)
         _wait_idle(home)
     result["daemon_tree_peak_mb"] = round(memory.tree_peak)
     result["daemon_process_peak_mb"] = round(memory.process_peak)
