@@ -27,68 +27,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.memory import MemorySampler
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SCAN_INTERVAL = 5
 TIMEOUT = 600.0
-
-
-# --- memory of a process tree, from /proc ------------------------------------------------------
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
-
-
-class MemorySampler:
-    def __init__(self, root: int) -> None:
-        self.root = root
-        self.tree_peak = 0.0
-        self.process_peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            sizes = [_rss_mb(p) for p in _tree(self.root)]
-            self.tree_peak = max(self.tree_peak, sum(sizes))
-            self.process_peak = max(self.process_peak, max(sizes, default=0.0))
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # --- the daemon -------------------------------------------------------------------------------------
@@ -323,22 +271,10 @@ def _runs(home: Path) -> dict[str, int]:
 
 # --- vehicles ---------------------------------------------------------------------------------------
 def iov_freshness(work: Path) -> dict[str, Any]:
-    from benchmarks.run import HOUR, measure_duckdb
-    from lakehouse.demo.iov import generate_iov
-    from lakehouse.storage.object_store import LocalObjectStore
+    from benchmarks.run import generate_hour, measure_duckdb
 
     raw = work / "iov-raw"
-    generate_iov(
-        LocalObjectStore(str(raw)),
-        hours=1,
-        vehicles=10_000,
-        start=HOUR,
-        interval_seconds=10,
-        dirty_fraction=0.01,
-        junk=False,
-        file_format="parquet",
-        files_per_hour=4,
-    )
+    generate_hour(raw)
     files = _files(raw)
     expected_rows = measure_duckdb(str(raw))["ads_rows"]
     result: dict[str, Any] = {"rows": 3_600_000, "files": len(files), "ads_rows": expected_rows}

@@ -163,7 +163,7 @@ def _record_converged(lh: Any) -> None:
     from lakehouse.models.graph import ModelGraph
     from lakehouse.models.parser import load_models
     from lakehouse.models.reconcile import Reconciler
-    from lakehouse.storage.catalog import BuildRecord
+    from lakehouse.storage.builds import BuildRecord
 
     graph = ModelGraph(load_models())
     found = scan(lh)
@@ -187,15 +187,12 @@ def _record_converged(lh: Any) -> None:
         lh.catalog.record_builds("iov", records)
 
 
-# --- orchestration ---------------------------------------------------------------------------------
-def main(rounds: int = 3) -> None:
+def generate_hour(landing: Path) -> Any:
+    """The benchmarks' vehicle hour: 10,000 vehicles reporting every 10 s (3.6M rows), 4 Parquet files."""
     from lakehouse.demo.iov import generate_iov
     from lakehouse.storage.object_store import LocalObjectStore
 
-    work = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
-    landing = work / "landing"
-    print(f"generating 3.6M rows under {landing} ...", flush=True)
-    summary = generate_iov(
+    return generate_iov(
         LocalObjectStore(str(landing)),
         hours=1,
         vehicles=10_000,
@@ -206,6 +203,15 @@ def main(rounds: int = 3) -> None:
         file_format="parquet",
         files_per_hour=4,
     )
+
+
+# --- orchestration ---------------------------------------------------------------------------------
+def main(rounds: int = 3) -> None:
+
+    work = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
+    landing = work / "landing"
+    print(f"generating 3.6M rows under {landing} ...", flush=True)
+    summary = generate_hour(landing)
     baseline, pipeline = [], []
     for r in range(rounds):
         baseline.append(_child("duckdb", str(landing)))
