@@ -31,6 +31,7 @@ class Lakehouse:
 
     def __init__(self, settings: LakehouseSettings) -> None:
         self.settings = settings
+        self._spellings: dict[tuple[str, str], TableId] = {}
 
     @classmethod
     def from_env(cls) -> Lakehouse:
@@ -80,6 +81,15 @@ class Lakehouse:
 
         return GovernedAccess(self)
 
+    def for_serving(self, result_cache: bool = True) -> Lakehouse:
+        """This lakehouse set up for a long-lived reader (the SQL endpoint, the dashboard): small
+        tables (and, with `result_cache`, results) are kept in memory per snapshot and principal
+        instead of computed by every query, principals and grants are remembered until the policy
+        changes, and engine connections are reused. A new snapshot is read on the next query."""
+        self.access.keep_small_tables = True
+        self.access.remember_results = result_cache
+        return self
+
     # --- reading ---------------------------------------------------------------------------------
     def sources(self, idents: list[TableId], partition: dict[str, str] | None = None) -> dict[TableId, Any]:
         """Lazy datasets for the given tables (optionally one partition of each)."""
@@ -89,11 +99,16 @@ class Lakehouse:
         """The catalog's spelling of a table named in any case (SQL identifiers are case-insensitive);
         a name the catalog does not know, lower-cased, so that a table that does not exist and one
         that is not granted get the same answer in any spelling."""
-        wanted = (namespace.lower(), name.lower())
-        for record in self.catalog.list_tables():
-            if (record.namespace.lower(), record.name.lower()) == wanted:
-                return TableId(record.namespace, record.name)
-        return TableId(*wanted)
+        remembered = self._spellings.get((namespace.lower(), name.lower()))
+        if remembered is not None:
+            return remembered
+        found = self.catalog.find_table(namespace, name)
+        if found is None:
+            return TableId(namespace.lower(), name.lower())
+        ident = TableId(found.namespace, found.name)
+        if self.access.keep_small_tables:  # serving: a table keeps its spelling while it exists
+            self._spellings[(namespace.lower(), name.lower())] = ident
+        return ident
 
     def check_partition(self, table: TableId, partition: Mapping[str, str] | None) -> None:
         """Refuse a partition filter on a column the table is not partitioned by (it would be ignored)."""
@@ -117,19 +132,22 @@ class Lakehouse:
         Without user and role the caller is the owner: every table, real values. With a user (and
         optionally one of its roles) the query is governed: see GovernedAccess.sql. `project` is the
         namespace unqualified table names resolve in."""
-        principal = self.access.principal(user, role, "query", query)
-        if not principal.is_owner:
-            return self.access.sql(query, principal, project)
+        with self.access.one_policy_version():
+            principal = self.access.principal(user, role, "query", query)
+            if not principal.is_owner:
+                return self.access.sql(query, principal, project)
         return self._owner_sql(query, project)
 
     def _owner_sql(self, query: str, project: str | None) -> pa.Table:
         from lakehouse.engines.base import QueryError
         from lakehouse.engines.sql import ensure_read_only, referenced_tables
+        from lakehouse.governance.store import Principal
 
         ensure_read_only(query)
         referenced = referenced_tables(query)
         system = self.system_tables() if any(ns == "lakehouse" for ns, _ in referenced) else {}
         sources: dict[TableId | str, Any] = {}
+        pins = {}
         for namespace, name in referenced:
             if namespace is None and project is None:
                 raise QueryError(f"table {name!r} must be qualified as namespace.table")
@@ -138,11 +156,22 @@ class Lakehouse:
                 sources[ident] = system[ident]
                 continue
             stored = self.canonical(ident.namespace, ident.name)  # SQL names are case-insensitive
-            if self.tables.exists(stored):
-                sources[ident] = self.tables.dataset(stored)
-            else:
+            if not self.tables.exists(stored):
                 raise QueryError(f"table {ident} does not exist (see `lakehouse tables`)")
-        return self.engine.query(query, sources, default_namespace=project)
+            pins[ident] = self.tables.pinned(stored)
+        owner = Principal()
+        # Serving: the owner's queries too get the limits, pooled connections and the result cache.
+        serving = self.access.keep_small_tables
+        engine = self.access.engine(self.settings.query_timeout_seconds) if serving else self.engine
+
+        def run() -> pa.Table:
+            for ident, pinned in pins.items():
+                sources[ident] = self.access.source(owner, ident, {}, None, None, pinned)
+            return engine.query(query, sources, default_namespace=project)
+
+        if system:
+            return run()
+        return self.access.cached_result(owner, query, project, pins, {}, run)
 
     def read_table(
         self,

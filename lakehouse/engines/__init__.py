@@ -13,13 +13,17 @@ def open_engine(
     memory_limit: str | None = None,
     timeout_seconds: float | None = None,
     timeout_limit: float | None = None,
+    pooled: bool = False,
 ) -> Engine:
     """The engine by name (`duckdb` is the only one this release ships), optionally with limits that
-    every statement it runs must keep (governed queries)."""
+    every statement it runs must keep (governed queries), reusing connections when `pooled`."""
     if name == "duckdb":
         from lakehouse.engines.duckdb import DuckDBEngine
 
         return DuckDBEngine(
-            memory_limit=memory_limit, timeout_seconds=timeout_seconds, timeout_limit=timeout_limit
+            memory_limit=memory_limit,
+            timeout_seconds=timeout_seconds,
+            timeout_limit=timeout_limit,
+            pooled=pooled,
         )
     raise ValueError(f"unknown engine {name!r}; available: duckdb")

@@ -6,10 +6,13 @@ the scan. Named parameters ($dt, $hh, ...) are bound, never pasted into SQL text
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lakehouse.engines.base import QueryError, QueryLimitExceeded
 from lakehouse.engines.sql import quote_ident
@@ -28,6 +31,10 @@ class DuckDBEngine:
     one ~3 ms. Governed queries never use a session: each gets a connection of its own."""
 
     name = "duckdb"
+    POOL_SIZE = 16
+    """Idle connections kept per configuration for pooled engines (governed queries)."""
+    _idle: ClassVar[dict[tuple[Any, ...], list[Any]]] = {}
+    _idle_lock = threading.Lock()
 
     def __init__(
         self,
@@ -35,7 +42,11 @@ class DuckDBEngine:
         memory_limit: str | None = None,
         timeout_seconds: float | None = None,
         timeout_limit: float | None = None,
+        pooled: bool = False,
     ) -> None:
+        self.pooled = pooled
+        """Reuse connections between statements (a statement that succeeded leaves none of its
+        views or registrations behind; one that failed closes its connection)."""
         self.threads = threads
         self.memory_limit = memory_limit
         """DuckDB's memory_limit for each connection (e.g. '4GB'); past it a statement fails."""
@@ -60,12 +71,30 @@ class DuckDBEngine:
 
     @contextmanager
     def session(self) -> Iterator[DuckDBSession]:
-        """One connection for several trusted statements, closed at the end."""
-        con = self._open()
+        """One connection for several trusted statements, closed at the end (pooled: returned to
+        the pool when every statement succeeded)."""
+        if not self.pooled:
+            con = self._open()
+            try:
+                yield DuckDBSession(con, self.timeout_seconds, self.memory_limit, self.timeout_limit)
+            finally:
+                con.close()
+            return
+        key = (self.threads, self.memory_limit)
+        with DuckDBEngine._idle_lock:
+            idle = DuckDBEngine._idle.setdefault(key, [])
+            con = idle.pop() if idle else None
+        con = con or self._open()
         try:
             yield DuckDBSession(con, self.timeout_seconds, self.memory_limit, self.timeout_limit)
-        finally:
+        except BaseException:
             con.close()
+            raise
+        with DuckDBEngine._idle_lock:
+            if len(idle) < self.POOL_SIZE:
+                idle.append(con)
+                return
+        con.close()
 
     def query(
         self,
@@ -109,28 +138,54 @@ class DuckDBEngine:
 
 
 class _Watchdog:
-    """After `seconds`, call `interrupt` every 0.2 s until cancelled."""
+    """After `seconds`, call `interrupt` every 0.2 s until cancelled.
+
+    One thread serves every watchdog of the process (a heap of deadlines): starting a thread per
+    statement cost more than a small statement itself under concurrent queries."""
+
+    _heap: ClassVar[list[tuple[float, int, _Watchdog]]] = []
+    _wake = threading.Condition()
+    _thread: ClassVar[threading.Thread | None] = None
+    _ids = itertools.count()
 
     def __init__(self, seconds: float, interrupt: Any) -> None:
         self._seconds = seconds
         self._interrupt = interrupt
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="duckdb-timeout", daemon=True)
-
-    def _run(self) -> None:
-        if self._done.wait(self._seconds):
-            return
-        while not self._done.is_set():
-            self._interrupt()
-            self._done.wait(0.2)
+        self._done = False
 
     def start(self) -> None:
-        self._thread.start()
+        cls = _Watchdog
+        with cls._wake:
+            heapq.heappush(cls._heap, (time.monotonic() + self._seconds, next(cls._ids), self))
+            if cls._thread is None or not cls._thread.is_alive():
+                cls._thread = threading.Thread(target=cls._serve, name="duckdb-timeout", daemon=True)
+                cls._thread.start()
+            cls._wake.notify()
 
     def cancel(self) -> None:
-        self._done.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        with _Watchdog._wake:
+            self._done = True  # dropped from the heap when its deadline comes up
+
+    @classmethod
+    def _serve(cls) -> None:
+        while True:
+            with cls._wake:
+                while cls._heap and cls._heap[0][2]._done:
+                    heapq.heappop(cls._heap)
+                if not cls._heap:
+                    cls._wake.wait()
+                    continue
+                due, _, dog = cls._heap[0]
+                left = due - time.monotonic()
+                if left > 0:
+                    cls._wake.wait(left)
+                    continue
+                heapq.heappop(cls._heap)
+                heapq.heappush(cls._heap, (time.monotonic() + 0.2, next(cls._ids), dog))  # again
+            try:
+                dog._interrupt()
+            except Exception:  # a connection closed meanwhile: nothing left to interrupt
+                dog.cancel()
 
 
 class DuckDBSession:

@@ -6,6 +6,7 @@ functions and table functions a governed query may use, which columns it mention
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -16,12 +17,31 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@functools.lru_cache(maxsize=1024)
+def _statements(sql: str, dialect: str = "duckdb") -> tuple[Any, ...]:
+    """The parse trees of a text, remembered: a dashboard sends the same queries again and again,
+    and each is analysed several times (read-only, governed, tables, columns). Callers only read
+    the trees, never change them."""
+    import sqlglot
+
+    return tuple(s for s in sqlglot.parse(sql, read=dialect) if s is not None)
+
+
+def _tree(sql: str, dialect: str = "duckdb") -> Any:
+    """The one statement of a text (sqlglot's parse_one: an error when there is none)."""
+    import sqlglot
+
+    statements = _statements(sql, dialect)
+    if len(statements) != 1:
+        return sqlglot.parse_one(sql, read=dialect)  # its error, or its choice among several
+    return statements[0]
+
+
 def referenced_tables(sql: str, dialect: str = "duckdb") -> list[tuple[str | None, str]]:
     """(namespace or None, table) for every table the query reads, CTE names excluded."""
-    import sqlglot
     from sqlglot import exp
 
-    tree = sqlglot.parse_one(sql, read=dialect)
+    tree = _tree(sql, dialect)
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     found: list[tuple[str | None, str]] = []
     for table in tree.find_all(exp.Table):
@@ -35,12 +55,11 @@ def referenced_tables(sql: str, dialect: str = "duckdb") -> list[tuple[str | Non
 
 def ensure_read_only(sql: str) -> None:
     """Refuse anything but one SELECT-style query (no DDL, DML, PRAGMA, several statements)."""
-    import sqlglot
     from sqlglot import exp
     from sqlglot.errors import ParseError
 
     try:
-        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+        statements = list(_statements(sql, "duckdb"))
     except ParseError as exc:
         raise QueryError(f"cannot parse query: {str(exc).splitlines()[0]}") from None
     if len(statements) != 1:
@@ -77,11 +96,10 @@ def ensure_governed_query(sql: str) -> None:
     generators) and no function reaching files, settings, the environment or the engine's catalog.
 
     Defense in depth: a governed connection holds only masked data anyway (see Lakehouse.sql)."""
-    import sqlglot
     from sqlglot import exp
 
     ensure_read_only(sql)
-    tree = sqlglot.parse_one(sql, read="duckdb")
+    tree = _tree(sql, "duckdb")
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
             name = _function_name(table.this) if isinstance(table.this, exp.Func) else table.this.key
@@ -97,10 +115,9 @@ def query_identifiers(sql: str) -> set[str] | None:
     """Lower-case names the query mentions (columns it may read), or None when it may read every
     column (`*`, COLUMNS(...), a whole-row reference to a table or its alias). Used to read only the
     columns a query needs."""
-    import sqlglot
     from sqlglot import exp
 
-    tree = sqlglot.parse_one(sql, read="duckdb")
+    tree = _tree(sql, "duckdb")
     if any(not isinstance(star.parent, exp.Count) for star in tree.find_all(exp.Star)):
         return None
     if any(_function_name(f) == "columns" for f in tree.find_all(exp.Func)):
@@ -123,3 +140,23 @@ def query_identifiers(sql: str) -> set[str] | None:
         if str(column.name).lower() in relations and (not qualifier or qualifier in namespaces):
             return None
     return {str(i.name).lower() for i in tree.find_all(exp.Identifier)}
+
+
+# Functions whose value changes between two runs over the same data: a result using one is never
+# remembered (serving's result cache).
+_VOLATILE = re.compile(
+    r"^(random|rand|uuid|gen_random_uuid|uuidv4|uuidv7|setseed|now|current_timestamp|current_date|"
+    r"current_time|get_current_time|get_current_timestamp|today|localtime|localtimestamp|"
+    r"transaction_timestamp|nextval|currval)$"
+)
+
+
+def is_volatile(sql: str) -> bool:
+    """Whether the query's result may differ between two runs over the same snapshots."""
+    from sqlglot import exp
+
+    tree = _tree(sql, "duckdb")
+    volatile_nodes = (exp.Rand, exp.CurrentDate, exp.CurrentTime, exp.CurrentTimestamp, exp.Uuid)
+    if any(tree.find_all(*volatile_nodes)):
+        return True
+    return any(_VOLATILE.match(_function_name(f)) for f in tree.find_all(exp.Func))

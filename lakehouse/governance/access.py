@@ -7,8 +7,10 @@ registered. So joins, filters, aggregates, functions and subqueries all see mask
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
     from lakehouse.engines.base import Engine
     from lakehouse.facade import Lakehouse
+    from lakehouse.storage.tables.base import Pinned
 
 
 MAX_QUERY_CHARS = 100_000
@@ -40,10 +43,64 @@ def storable(text: Any) -> Any:
 class Attempt:
     """What one audited attempt touched, filled in as it goes."""
 
-    id: int
+    id: int | None
+    """Its audit row, once written (None: nothing read yet; see GovernedAccess.attempt)."""
     tables: list[TableId] = field(default_factory=list)
-    masks: dict[TableId, dict[str, Mask]] = field(default_factory=dict)
+    masks: Mapping[TableId, Mapping[str, Mask]] = field(default_factory=dict)
     rows: int | None = None
+    begin: Callable[[], int] | None = None
+
+    def start(self) -> None:
+        """Write the audit row (status started) now, before any data is read."""
+        if self.id is None and self.begin is not None:
+            self.id = self.begin()
+
+
+SERVING_CACHE_BYTES = 256 * 1024 * 1024
+"""Masked tables, small tables and results a serving process keeps (least recently used dropped first)."""
+RESULT_CACHE_BYTES = 8 * 1024 * 1024
+"""Serving remembers a query's result (per snapshot and principal) when it is at most this big."""
+SMALL_TABLE_BYTES = 32 * 1024 * 1024
+"""Serving keeps a whole table in memory (per snapshot and principal) when its files are this small."""
+
+
+class SnapshotCache:
+    """Arrow tables a serving process keeps: masked copies of tables, small tables whole, results;
+    every key holds the snapshots read and the principal (and its masks).
+
+    A new snapshot is a new key (the next query sees the new materialization), and two principals
+    never share an entry, even with the same masks. Thread-safe: the SQL endpoint queries from a pool."""
+
+    def __init__(self, max_bytes: int = SERVING_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[Any, ...], pa.Table] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[Any, ...]) -> pa.Table | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: tuple[Any, ...], table: pa.Table) -> None:
+        size = table.nbytes
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = table
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped.nbytes
 
 
 def masked_column_list(masks: Mapping[Any, Mapping[str, Mask]] | None) -> list[str]:
@@ -63,6 +120,59 @@ class GovernedAccess:
 
     def __init__(self, lakehouse: Lakehouse) -> None:
         self.lakehouse = lakehouse
+        self.cache = SnapshotCache()
+        self.keep_small_tables = False
+        """Long-lived readers (the SQL endpoint, the dashboard) set this: masked tables and small
+        tables are then kept in memory per snapshot and principal instead of read by every query,
+        and principals and their grants are remembered until the policy changes."""
+        self.remember_results = False
+        """Serving with the result cache (see cached_result)."""
+        self._decisions: dict[Any, Any] = {}
+        self._decisions_version: Any = None
+        self._decisions_lock = threading.Lock()
+        self._scope = threading.local()
+
+    @contextmanager
+    def one_policy_version(self) -> Iterator[None]:
+        """Within the block (one query), this thread looks the policy version up once."""
+        if not self.keep_small_tables or getattr(self._scope, "version", None) is not None:
+            yield
+            return
+        self._scope.version = (self._policy_version(),)
+        try:
+            yield
+        finally:
+            self._scope.version = None
+
+    def _policy_version(self) -> Any:
+        """What changes whenever a principal, grant, membership, mask or project setting does: the
+        last entry of the policy change trail (`lakehouse policy apply` records every change it makes,
+        in the same transaction)."""
+        import sqlalchemy as sa
+
+        from lakehouse.governance import schema as g
+
+        with self.lakehouse.governance.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(g.changes_t.c.id))).scalar()
+
+    def _remembered(self, key: Any, decide: Any) -> Any:
+        """`decide()`, remembered (serving only) until the policy version changes; refusals are not
+        remembered (they are raised, and audited by the caller)."""
+        if not self.keep_small_tables:
+            return decide()
+        scoped = getattr(self._scope, "version", None)
+        version = scoped[0] if scoped is not None else self._policy_version()
+        with self._decisions_lock:
+            if version != self._decisions_version:
+                self._decisions = {}
+                self._decisions_version = version
+            if key in self._decisions:
+                return self._decisions[key]
+        decided = decide()
+        with self._decisions_lock:
+            if self._decisions_version == version and len(self._decisions) < 10_000:
+                self._decisions[key] = decided
+        return decided
 
     def engine(self, seconds_left: float) -> Engine:
         """The engine for one governed query: its memory limit, and the time the query has left."""
@@ -73,6 +183,7 @@ class GovernedAccess:
             memory_limit=settings.query_memory_limit,
             timeout_seconds=seconds_left,
             timeout_limit=settings.query_timeout_seconds,
+            pooled=True,
         )
 
     def _deadline(self) -> float:
@@ -103,27 +214,53 @@ class GovernedAccess:
             for what, value in (("user", user), ("role", role)):
                 if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME):
                     raise PermissionDenied(f"{what} {audit_name(value)} is not a {what} name")
-            return lh.governance.resolve(storable(user), storable(role))
+            return self._remembered(
+                ("principal", user, role), lambda: lh.governance.resolve(storable(user), storable(role))
+            )
         except PermissionDenied as exc:
             who = OWNER if user is None else lh.governance.stored_user(storable(user)) or audit_name(user)
             roles = [] if role is None else [lh.governance.stored_role(storable(role)) or audit_name(role)]
-            attempt = lh.audit.begin(who, roles, kind, statement)
-            lh.audit.end(attempt, [], [], None, "denied", storable(str(exc)))
+            lh.audit.complete(who, roles, kind, statement, [], [], None, "denied", storable(str(exc)))
             raise
 
     @contextmanager
-    def attempt(self, principal: Principal, kind: str, statement: str) -> Iterator[Attempt]:
-        """Audit one governed attempt: the row is written now and completed when the block ends."""
+    def attempt(
+        self, principal: Principal, kind: str, statement: str, lazy: bool = False
+    ) -> Iterator[Attempt]:
+        """Audit one governed attempt: the row is written now (`lazy`: when `start()` is called,
+        before any data is read) and completed when the block ends. An attempt that never started
+        (refused while checking it, or answered from a remembered result) is one complete row."""
         lh = self.lakehouse
-        record = Attempt(lh.audit.begin(principal.audit_user, principal.roles, kind, storable(statement)))
+        text = storable(statement)
+
+        def begin() -> int:
+            return lh.audit.begin(principal.audit_user, principal.roles, kind, text)
+
+        record = Attempt(None if lazy else begin(), begin=begin)
+
+        def finish(rows: int | None, status: str, reason: str | None) -> None:
+            masked = masked_column_list(record.masks)
+            if record.id is None:
+                lh.audit.complete(
+                    principal.audit_user,
+                    principal.roles,
+                    kind,
+                    text,
+                    record.tables,
+                    masked,
+                    rows,
+                    status,
+                    reason,
+                )
+            else:
+                lh.audit.end(record.id, record.tables, masked, rows, status, reason)
+
         try:
             yield record
         except Exception as exc:
-            status = "denied" if isinstance(exc, PermissionDenied) else "error"
-            reason = storable(str(exc))
-            lh.audit.end(record.id, record.tables, masked_column_list(record.masks), None, status, reason)
+            finish(None, "denied" if isinstance(exc, PermissionDenied) else "error", storable(str(exc)))
             raise
-        lh.audit.end(record.id, record.tables, masked_column_list(record.masks), record.rows, "ok", None)
+        finish(record.rows, "ok", None)
 
     def sql(self, query: str, principal: Principal, project: str | None) -> pa.Table:
         """A governed query: only tables the principal may SELECT, masked columns masked before the
@@ -134,7 +271,7 @@ class GovernedAccess:
 
         lh = self.lakehouse
         deadline = self._deadline()  # parsing, masking and running all count
-        with self.attempt(principal, "query", query) as record:
+        with self.attempt(principal, "query", query, lazy=True) as record:
             if len(query) > MAX_QUERY_CHARS:
                 raise QueryError(
                     f"the query is {len(query):,} characters; a governed query may have {MAX_QUERY_CHARS:,}"
@@ -146,13 +283,23 @@ class GovernedAccess:
                         f"table {name!r} must be qualified as namespace.table (or pass a project)"
                     )
                 record.tables.append(lh.canonical(namespace or project or "", name))
-            record.masks = lh.governance.authorize(principal, record.tables)
-            needed = query_identifiers(query)
-            sources: dict[TableId | str, Any] = {
-                ident: self._source(ident, record.masks[ident], needed, deadline) for ident in record.tables
-            }
-            engine = self.engine(self._left(deadline, "masking the tables it reads"))
-            result = engine.query(query, sources, default_namespace=project)
+            record.masks = self._remembered(
+                ("authorize", principal, tuple(record.tables)),
+                lambda: lh.governance.authorize(principal, record.tables),
+            )
+            pins = {ident: lh.tables.pinned(ident) for ident in record.tables}
+
+            def run() -> pa.Table:
+                record.start()  # the row exists before any data is read: a kill leaves it started
+                needed = query_identifiers(query)
+                sources: dict[TableId | str, Any] = {
+                    ident: self.source(principal, ident, record.masks[ident], needed, deadline, pins[ident])
+                    for ident in record.tables
+                }
+                engine = self.engine(self._left(deadline, "masking the tables it reads"))
+                return engine.query(query, sources, default_namespace=project)
+
+            result = self.cached_result(principal, query, project, pins, record.masks, run)
             record.rows = result.num_rows
         return result
 
@@ -192,9 +339,10 @@ class GovernedAccess:
         columns: list[str] | None = None,
         partition: dict[str, str] | None = None,
         deadline: float | None = None,
+        dataset: Any = None,
     ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         """The table's current snapshot as record batches with the masked columns masked (within
-        the query time limit when a `deadline` is given).
+        the query time limit when a `deadline` is given); of `dataset` when given (a pinned snapshot).
 
         A partition filter on a masked column is refused: it would select rows by the raw values
         (an oracle for them) before any masking."""
@@ -206,7 +354,8 @@ class GovernedAccess:
             if lookup(masks, key) is not None:
                 raise PermissionDenied(f"{ident}: cannot filter by masked column {key!r}")
         self.lakehouse.check_partition(ident, partition)
-        dataset = self.lakehouse.tables.dataset(ident, partition)
+        if dataset is None:
+            dataset = self.lakehouse.tables.dataset(ident, partition)
         names = columns if columns is not None else dataset.schema.names
         spec = {c: (m.function, m.args) for c, m in masks.items()}
         salt = self._salt(masks)
@@ -227,17 +376,87 @@ class GovernedAccess:
 
         return schema, batches()
 
-    def _source(
-        self, ident: TableId, masks: Mapping[str, Mask], needed: set[str] | None, deadline: float
+    def cached_result(
+        self,
+        principal: Principal,
+        query: str,
+        project: str | None,
+        pins: Mapping[TableId, Pinned],
+        masks: Mapping[TableId, Mapping[str, Mask]],
+        run: Any,
+    ) -> pa.Table:
+        """`run()`'s result, remembered when serving: keyed by the principal, the query text, its
+        project, the snapshot of every table it reads and the masks applied, so a new materialization
+        or policy is a new key and no result serves another principal. Queries that read the clock or
+        a random source are run every time, as are results over RESULT_CACHE_BYTES."""
+        from lakehouse.engines.sql import is_volatile
+
+        pinned_all = bool(pins) and all(p.version is not None for p in pins.values())
+        if not (self.remember_results and pinned_all) or is_volatile(query):
+            return run()
+        key = (
+            "result",
+            principal.user,
+            tuple(sorted(principal.roles)),
+            tuple(sorted(principal.held)),
+            query,
+            project,
+            tuple(sorted((str(i), p.version) for i, p in pins.items())),
+            tuple(
+                sorted(
+                    (str(i), c, m.policy, m.function, m.args)
+                    for i, ms in masks.items()
+                    for c, m in ms.items()
+                )
+            ),
+        )
+        found = self.cache.get(key)
+        if found is not None:
+            return found
+        result: pa.Table = run()
+        if result.nbytes <= RESULT_CACHE_BYTES:
+            self.cache.put(key, result)
+        return result
+
+    def source(
+        self,
+        principal: Principal,
+        ident: TableId,
+        masks: Mapping[str, Mask],
+        needed: set[str] | None,
+        deadline: float | None,
+        pinned: Pinned | None = None,
     ) -> Any:
+        """What the engine may see of one table for this principal, from one pinned snapshot: the
+        masked columns the query needs, materialized; unmasked, the lazy scan (or, for a small table
+        when `keep_small_tables`, the whole table in memory). Kept per snapshot and principal."""
         import pyarrow as pa
 
-        dataset = self.lakehouse.tables.dataset(ident)
+        pinned = pinned or self.lakehouse.tables.pinned(ident)
+        dataset = pinned.dataset
+        who = (principal.user, tuple(sorted(principal.roles)), tuple(sorted(principal.held)))
         if not masks:
-            return dataset  # nothing hidden from this principal: a lazy scan with pushdown is fine
+            small = pinned.bytes is not None and pinned.bytes <= SMALL_TABLE_BYTES
+            if not (self.keep_small_tables and small and pinned.version is not None):
+                return dataset  # nothing hidden from this principal: a lazy scan with pushdown
+            key: tuple[Any, ...] = (*who, ident, pinned.version, None, ())
+            found = self.cache.get(key)
+            if found is None:
+                found = dataset.to_table()
+                self.cache.put(key, found)
+            return found
         names = [n for n in dataset.schema.names if needed is None or n.lower() in needed]
         # count(*) alone needs no column: read the cheapest unmasked one (or the first) for the rows
         plain = [n for n in dataset.schema.names if n not in masks]
-        fallback = plain[:1] or dataset.schema.names[:1]
-        schema, batches = self.masked_batches(ident, masks, names or fallback, deadline=deadline)
-        return pa.Table.from_batches(list(batches), schema=schema)  # only masked values, materialized
+        names = names or plain[:1] or dataset.schema.names[:1]
+        spec = tuple(sorted((c, m.policy, m.function, m.args) for c, m in masks.items()))
+        key = (*who, ident, pinned.version, tuple(names), spec)
+        keep = self.keep_small_tables and pinned.version is not None  # serving only
+        cached = self.cache.get(key) if keep else None
+        if cached is not None:
+            return cached
+        schema, batches = self.masked_batches(ident, masks, names, deadline=deadline, dataset=dataset)
+        table = pa.Table.from_batches(list(batches), schema=schema)  # only masked values, materialized
+        if keep:
+            self.cache.put(key, table)
+        return table

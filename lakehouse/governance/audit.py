@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ CHAIN_ANCHOR_FILE = "audit_chain"
 KEY_FINGERPRINT = "lakehouse.audit.key_fingerprint"
 STARTED = "started"
 APPEND_RETRIES = 20
+_WRITERS = threading.Lock()
+"""One audit write at a time in this process: threads (the SQL endpoint's pool) queue here instead
+of in SQLite's busy handler, which sleeps in growing steps; other processes still wait on SQLite."""
 
 
 def _now() -> dt.datetime:
@@ -71,9 +75,21 @@ class AuditLog:
     def __init__(self, engine: sa.Engine, home: str) -> None:
         self.engine = engine
         self._home = home
+        self._write_key: bytes | None = None
+        """The key, once read and checked against the catalog's fingerprint (by this process)."""
+        self._anchored = False
 
     def _key(self, create: bool = True) -> bytes:
         return local_secret(self._home, AUDIT_KEY_FILE, AUDIT_KEY_ENV, create=create)
+
+    def _checked_key(self, conn: sa.Connection) -> bytes:
+        """The key to write with: read and checked until a write with it committed (the caller then
+        remembers it in `_write_key`)."""
+        if self._write_key is not None:
+            return self._write_key
+        key = self._key()
+        self._check_key(conn, key)
+        return key
 
     def _mac(self, *parts: Any, key: bytes | None = None) -> str:
         payload = json.dumps([_text(p) for p in parts], separators=(",", ":"), ensure_ascii=True)
@@ -103,41 +119,78 @@ class AuditLog:
     def _remember_start(self, row_id: int) -> None:
         """The first row this home chained, kept beside the key: wiping every hash in the database
         then shows, instead of passing for rows older than the chain."""
+        if self._anchored:
+            return
         anchor = self._anchor()
-        if not anchor.exists():
+        self._anchored = anchor.exists()
+        if not self._anchored:
             anchor.parent.mkdir(parents=True, exist_ok=True)
             anchor.write_text(f"{row_id}\n")
 
     def begin(self, user_name: str, roles: Iterable[str], kind: str, statement: str | None) -> int:
         """Write the attempt (status started) before it runs; returns its id."""
+        with _WRITERS:
+            return self._begin(user_name, roles, kind, statement)
+
+    def complete(
+        self,
+        user_name: str,
+        roles: Iterable[str],
+        kind: str,
+        statement: str | None,
+        tables: Iterable[Any],
+        masked_columns: Iterable[str],
+        rows: int | None,
+        status: str,
+        reason: str | None,
+    ) -> int:
+        """One attempt that read nothing yet (refused, or answered from a remembered result),
+        written complete in one transaction; returns its id."""
+        with _WRITERS:
+            return self._begin(
+                user_name, roles, kind, statement, (tables, masked_columns, rows, status, reason)
+            )
+
+    def _begin(
+        self,
+        user_name: str,
+        roles: Iterable[str],
+        kind: str,
+        statement: str | None,
+        outcome: tuple[Iterable[Any], Iterable[str], int | None, str, str | None] | None = None,
+    ) -> int:
         roles_text = ",".join(sorted(roles))
-        key = self._key()
         for attempt in range(APPEND_RETRIES):
             at = _now()
             try:
                 with self.engine.begin() as conn:
-                    self._check_key(conn, key)
+                    key = self._checked_key(conn)
                     last = conn.execute(
                         sa.select(access_t.c.id, access_t.c.row_hash).order_by(access_t.c.id.desc()).limit(1)
                     ).first()
                     prev_id, prev_hash = (last.id, last.row_hash or "") if last else (0, "")
-                    row_hash = self._mac(prev_id, prev_hash, at, user_name, roles_text, kind, statement)
+                    row_hash = self._mac(
+                        prev_id, prev_hash, at, user_name, roles_text, kind, statement, key=key
+                    )
+                    values: dict[str, Any] = {"tables": "", "masked_columns": "", "status": STARTED}
+                    if outcome is not None:
+                        tables, masked, rows, status, reason = outcome
+                        values = self._outcome(row_hash, tables, masked, rows, status, reason, key)
                     result = conn.execute(
                         sa.insert(access_t).values(
                             at=at,
                             user_name=user_name,
                             roles=roles_text,
                             kind=kind,
-                            tables="",
-                            masked_columns="",
-                            status=STARTED,
                             statement=statement,
                             prev_id=prev_id,
                             prev_hash=prev_hash,
                             row_hash=row_hash,
+                            **values,
                         )
                     )
                     inserted = result.inserted_primary_key
+                self._write_key = key
             except (sa.exc.IntegrityError, sa.exc.OperationalError):
                 # Another writer appended after the row we read (unique prev_id), or SQLite refused our
                 # stale snapshot: link to the new last row.
@@ -158,25 +211,53 @@ class AuditLog:
         reason: str | None,
     ) -> None:
         """Complete the attempt with its outcome (ok | denied | error)."""
-        finished = _now()
-        tables_text = ",".join(str(t) for t in tables)
-        masked_text = ",".join(masked_columns)
+        with _WRITERS:
+            self._end(attempt, tables, masked_columns, rows, status, reason)
+
+    def _end(
+        self,
+        attempt: int,
+        tables: Iterable[Any],
+        masked_columns: Iterable[str],
+        rows: int | None,
+        status: str,
+        reason: str | None,
+    ) -> None:
         with self.engine.begin() as conn:
+            key = self._checked_key(conn)
             row_hash = conn.execute(sa.select(access_t.c.row_hash).where(access_t.c.id == attempt)).scalar()
-            end_hash = self._mac(row_hash, finished, tables_text, masked_text, rows, status, reason)
+            values = self._outcome(row_hash, tables, masked_columns, rows, status, reason, key)
             conn.execute(
                 sa.update(access_t)
                 .where(access_t.c.id == attempt, access_t.c.status == STARTED)
-                .values(
-                    finished_at=finished,
-                    tables=tables_text,
-                    masked_columns=masked_text,
-                    rows=rows,
-                    status=status,
-                    reason=reason,
-                    end_hash=end_hash,
-                )
+                .values(**values)
             )
+        self._write_key = key
+
+    def _outcome(
+        self,
+        row_hash: str | None,
+        tables: Iterable[Any],
+        masked_columns: Iterable[str],
+        rows: int | None,
+        status: str,
+        reason: str | None,
+        key: bytes,
+    ) -> dict[str, Any]:
+        """The outcome columns of an attempt and their HMAC, chained to the attempt's row hash."""
+        finished = _now()
+        tables_text = ",".join(str(t) for t in tables)
+        masked_text = ",".join(masked_columns)
+        end_hash = self._mac(row_hash, finished, tables_text, masked_text, rows, status, reason, key=key)
+        return {
+            "finished_at": finished,
+            "tables": tables_text,
+            "masked_columns": masked_text,
+            "rows": rows,
+            "status": status,
+            "reason": reason,
+            "end_hash": end_hash,
+        }
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The latest `limit` rows, newest first."""

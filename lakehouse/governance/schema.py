@@ -98,3 +98,14 @@ access_t = sa.Table(
 )
 """The access audit: one row per governed attempt, written before it runs (status started) and
 completed after. A killed query leaves its row as started."""
+credentials_t = sa.Table(
+    "gov_credentials",
+    metadata,
+    sa.Column("user_name", sa.String(255), primary_key=True),  # a user's key, or 'owner'
+    sa.Column("plugin", sa.String(64), nullable=False),  # mysql_native_password
+    sa.Column("verifier", sa.String(128), nullable=False),  # hex SHA1(SHA1(password)), never the password
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+"""Passwords for the serving surfaces (`lakehouse serve`, `lakehouse dashboard`): only a verifier.
+MySQL's native-password handshake needs exactly this one: the client proves it knows SHA1(password)
+against a fresh nonce, so neither the password nor the verifier crosses the wire."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.core.ids import TableId
@@ -27,6 +28,16 @@ COMMIT_RETRIES = 8
 
 Chunks = Callable[[], Iterable["pa.Table"]]
 """A re-creatable stream of row chunks: called again for a retry, so it must yield the same rows."""
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """One snapshot of a table: its version (None: no data yet) and a lazy dataset over its files."""
+
+    version: str | None
+    dataset: pads.Dataset
+    bytes: int | None = None
+    """Total size of its data files, when the format says it cheaply (None: unknown)."""
 
 
 class TableStore(ABC):
@@ -85,6 +96,15 @@ class TableStore(ABC):
     @abstractmethod
     def version(self, table: TableId) -> str | None:
         """The current snapshot id / version, or None for a table without data."""
+
+    def pinned(self, table: TableId) -> Pinned:
+        """The current snapshot's version and a lazy dataset over exactly that snapshot, from one
+        look at the table (a commit in between cannot pair one version with another's files)."""
+        while True:
+            version = self.version(table)
+            dataset = self.dataset(table)
+            if self.version(table) == version:
+                return Pinned(version, dataset)
 
     @abstractmethod
     def list_catalog_tables(self) -> list[TableId]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.core.ids import TableId
 from lakehouse.storage.schemas import normalize_schema
-from lakehouse.storage.tables.base import TableStore
+from lakehouse.storage.tables.base import Pinned, TableStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -135,6 +135,14 @@ class DeltaTableStore(TableStore):
 
     def version(self, table: TableId) -> str | None:
         return str(self._table(table).version())
+
+    def pinned(self, table: TableId) -> Pinned:
+        delta = self._table(table)  # one log replay: its version and that version's files
+        ds = delta.to_pyarrow_dataset()
+        schema = normalize_schema(ds.schema)
+        size = sum(delta.get_add_actions(flatten=True).column("size_bytes").to_pylist())
+        pinned = ds if ds.schema.equals(schema) else ds.replace_schema(schema)
+        return Pinned(str(delta.version()), pinned, size)
 
     def list_catalog_tables(self) -> list[TableId]:
         return [TableId(r.namespace, r.name) for r in self.db.list_tables() if r.format == "delta"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from lakehouse.core.ids import TableId
 from lakehouse.storage.catalog import CatalogDB
 from lakehouse.storage.schemas import normalize_schema
-from lakehouse.storage.tables.base import TableStore, arrow_paths, is_commit_conflict
+from lakehouse.storage.tables.base import Pinned, TableStore, arrow_paths, is_commit_conflict
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -68,6 +68,8 @@ class IcebergTableStore(TableStore):
         if key not in IcebergTableStore._catalogs:
             IcebergTableStore._catalogs[key] = SqlCatalog("lakehouse", **props)
         self._catalog = IcebergTableStore._catalogs[key]
+        self._pinned: dict[TableId, tuple[str, Pinned]] = {}
+        """The last pinned snapshot of each table read, by its metadata file (serving re-reads)."""
 
     def _load(self, table: TableId) -> Any:
         return self._catalog.load_table((table.namespace, table.name))
@@ -81,6 +83,8 @@ class IcebergTableStore(TableStore):
             self._catalog.create_namespace_if_not_exists(namespace)
 
     def exists(self, table: TableId) -> bool:
+        if self._metadata_location(table) is not None:  # one catalog row, not the metadata file
+            return True
         return bool(self._catalog.table_exists((table.namespace, table.name)))
 
     def schema(self, table: TableId) -> pa.Schema:
@@ -227,6 +231,42 @@ class IcebergTableStore(TableStore):
     def version(self, table: TableId) -> str | None:
         snapshot = self._load(table).current_snapshot()
         return str(snapshot.snapshot_id) if snapshot else None
+
+    def pinned(self, table: TableId) -> Pinned:
+        import pyarrow.dataset as pads
+
+        remembered = self._pinned.get(table)
+        if remembered is not None and remembered[0] == self._metadata_location(table):
+            return remembered[1]  # the same metadata file: the same snapshot, its plan already made
+        loaded = self._load(table)  # one metadata file: its current snapshot and that snapshot's files
+        snapshot = loaded.current_snapshot()
+        schema = normalize_schema(loaded.schema().as_arrow())
+        if snapshot is None:
+            return Pinned(None, pads.dataset(schema.empty_table()), 0)
+        tasks = list(loaded.scan(snapshot_id=snapshot.snapshot_id).plan_files())
+        if any(t.delete_files for t in tasks):
+            raise NotImplementedError(f"{table}: merge-on-read delete files are not supported yet")
+        filesystem, paths = arrow_paths([t.file.file_path for t in tasks], self.settings)
+        dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
+        pinned = Pinned(str(snapshot.snapshot_id), dataset, sum(t.file.file_size_in_bytes for t in tasks))
+        self._pinned[table] = (loaded.metadata_location, pinned)
+        return pinned
+
+    def _metadata_location(self, table: TableId) -> str | None:
+        """The table's current metadata file, one indexed row of the SQL catalog (the Iceberg JDBC
+        catalog's `iceberg_tables`), without reading and parsing the metadata itself."""
+        import sqlalchemy as sa
+
+        query = sa.text(
+            "select metadata_location from iceberg_tables "
+            "where catalog_name = :c and table_namespace = :ns and table_name = :t"
+        )
+        try:
+            with self._catalog.engine.connect() as conn:
+                found = conn.execute(query, {"c": self._catalog.name, "ns": table.namespace, "t": table.name})
+                return found.scalar()
+        except sa.exc.SQLAlchemyError:
+            return None  # never equal to a remembered location: the table is loaded the usual way
 
     def list_catalog_tables(self) -> list[TableId]:
         found = []
