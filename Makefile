@@ -8,28 +8,33 @@ export LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 export DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster_home
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps lock demo test test-fast dev lint bench bench-iov bench-game bench-freshness bench-crash clean
+.PHONY: help install system-deps lock demo test test-fast dev lint bench bench-iov bench-game bench-freshness bench-crash bench-serve clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
 install: system-deps $(STAMP) ## Create .venv and install the project with its test extras, pinned by constraints.txt (idempotent)
 
-system-deps: ## Debian packages the tests need when missing: a headless Java runtime (PySpark)
-	@command -v java >/dev/null 2>&1 || { \
-		echo "installing a headless Java runtime (PySpark needs one)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jre-headless; }
+system-deps: ## Debian packages the tests need when missing: Java (PySpark), chromium (dashboard tests), the mysql client
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v mysql >/dev/null 2>&1 || missing="$$missing default-mysql-client"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[serve,test]'
 	@touch $(STAMP)
 
 lock: ## Refresh constraints.txt: resolve pyproject.toml anew in a scratch venv and pin what it installed
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip
-	.lock-venv/bin/pip install --quiet -e '.[test]'
+	.lock-venv/bin/pip install --quiet -e '.[serve,test]'
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^lakehouse' > constraints.txt
 	rm -rf .lock-venv
 	@echo "constraints.txt refreshed: run make test, then commit it"
@@ -53,7 +58,7 @@ lint: install ## ruff lint + format check, mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: bench-iov bench-game bench-freshness bench-crash ## All benchmarks (about an hour)
+bench: bench-iov bench-game bench-freshness bench-crash bench-serve ## All benchmarks (about an hour)
 
 bench-iov: install ## One hour of 3.6M GPS rows through the pipeline vs DuckDB alone; one DataScan tick
 	$(BIN)/python -m benchmarks.run
@@ -63,6 +68,9 @@ bench-game: install ## Game ADS update after one new hour vs a full DuckDB recom
 
 bench-freshness: install ## Landing -> ADS right under the real daemon (game batch, late batch, 3.6M-row hour) vs in process
 	$(BIN)/python -m benchmarks.freshness
+
+bench-serve: install ## The SQL endpoint: 8 MySQL clients as the masked third party (p50/p95/QPS) vs DuckDB on the same Arrow data
+	$(BIN)/python -m benchmarks.serve
 
 bench-crash: install ## The randomized crash sweep: SIGKILL `lakehouse scan` at random instants, recover, compare
 	LAKEHOUSE_CRASH_SWEEP=$${LAKEHOUSE_CRASH_SWEEP:-30} $(BIN)/pytest -q -s -m sweep tests/integration/test_crash_sweep.py

@@ -9,10 +9,12 @@ import sys
 
 import click
 
+from lakehouse.cli.dashboard import dashboard
 from lakehouse.cli.generate import generate
 from lakehouse.cli.governance import audit, policy, share
 from lakehouse.cli.options import LakehouseGroup
 from lakehouse.cli.query import partitions, rejected, sql, tables
+from lakehouse.cli.serving import serve, user
 
 
 class Commands(LakehouseGroup):
@@ -38,7 +40,7 @@ def main() -> None:
     """Open lakehouse on Dagster: DataScan, SQL models, Iceberg/Delta tables, DuckDB."""
 
 
-for command in (sql, policy, share, audit, generate, tables, partitions, rejected):
+for command in (sql, policy, share, audit, generate, tables, partitions, rejected, user, serve, dashboard):
     main.add_command(command)
 
 
