@@ -166,7 +166,9 @@ def build_model_asset(
         runs = built.runs
         if len(runs) == 1:
             metadata = run_metadata(model, runs[0])
-        else:  # a range of days in one run: one materialization per day, summed up here
+        else:  # a range of days in one run: one materialization per day, each with its own figures
+            for run in runs:
+                context.add_asset_metadata(run_metadata(model, run), partition_key=run.partition_key)
             metadata = {
                 "partitions": len(runs),
                 "dagster/row_count": sum(r.rows for r in runs),

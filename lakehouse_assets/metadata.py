@@ -45,7 +45,40 @@ def run_metadata(model: SqlModel, run: ModelRun) -> dict[str, Any]:
         metadata["changed_days"] = dg.MetadataValue.json(sorted(run.changed_days))
     if run.changed_keys is not None:
         metadata["changed_keys"] = dg.MetadataValue.json({c: len(v) for c, v in run.changed_keys.items()})
+    metadata.update(metric_metadata(run))
+    if model.preview_rows:
+        metadata["preview"] = preview_table(model, run.preview)
     return metadata
+
+
+def metric_metadata(run: ModelRun) -> dict[str, dg.MetadataValue]:
+    """The model's partition metrics as numbers, so the asset's Plots tab charts them per partition."""
+    metadata: dict[str, dg.MetadataValue] = {
+        # NULL (say max() of an empty partition) stays a float without a value: a gap in the plot
+        name: dg.MetadataValue.int(value) if isinstance(value, int) else dg.FloatMetadataValue(value)
+        for name, value in run.metrics.items()
+    }
+    if run.metrics_error:
+        metadata["metrics_error"] = dg.MetadataValue.text(run.metrics_error)
+    return metadata
+
+
+PREVIEW_TEXT = 200
+"""Longer strings in a preview cell are cut to this many characters."""
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = str(value)
+    return text if len(text) <= PREVIEW_TEXT else text[: PREVIEW_TEXT - 1] + "…"
+
+
+def preview_table(model: SqlModel, rows: list[dict[str, Any]]) -> dg.MetadataValue:
+    """The partition's first rows as written, with real (unmasked) values: the owner's view."""
+    columns = [dg.TableColumn(c.name, str(arrow_type(c.type))) for c in model.columns]
+    records = [dg.TableRecord({c.name: _cell(row.get(c.name)) for c in model.columns}) for row in rows]
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
 
 
 def check_metadata(outcome: CheckOutcome) -> dict[str, Any]:

@@ -8,6 +8,9 @@ columns:
   device_type: string
   users:       bigint
   share:       double
+metrics:  # a user on two devices counts in both, so sum(users) is not the day's DAU
+  device_types:     "count(*)"
+  top_device_share: "max(share)"
 checks:
   - unique: [device_type]
   - accepted_range: {column: share, min: 0, max: 1}

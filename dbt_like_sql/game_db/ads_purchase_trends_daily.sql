@@ -12,6 +12,10 @@ columns:
   paying_users: bigint
   orders:       bigint
   arppu:        double
+metrics:
+  gmv:          "coalesce(sum(gmv), 0)"
+  paying_users: "coalesce(sum(paying_users), 0)"
+  orders:       "coalesce(sum(orders), 0)"
 checks:
   - sql:
       name: gmv_reconciles_with_dwd

@@ -9,6 +9,9 @@ columns:
   province: string
   city:     string
   dau:      bigint
+metrics:  # a user seen in two regions counts in both, so sum(dau) is not the day's DAU
+  regions:        "count(*)"
+  top_region_dau: "coalesce(max(dau), 0)"
 checks:
   - unique: [province, city]
   - not_null: [province, city]

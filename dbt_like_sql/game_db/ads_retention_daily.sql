@@ -13,6 +13,10 @@ columns:
   d1_retention_rate: double
   d7_retained:       bigint
   d7_retention_rate: double
+metrics:
+  dau:               "coalesce(sum(dau), 0)"
+  d1_retention_rate: "max(d1_retention_rate)"
+  d7_retention_rate: "max(d7_retention_rate)"
 checks:
   - accepted_range: {column: d1_retention_rate, min: 0, max: 1}
   - accepted_range: {column: d7_retention_rate, min: 0, max: 1}

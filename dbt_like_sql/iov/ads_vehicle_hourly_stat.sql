@@ -9,6 +9,8 @@ columns:
   stat_hour:      {type: string, description: Statistics hour (yyyy-MM-dd HH)}
   total_distance: {type: double, description: Total mileage (km)}
   avg_speed:      {type: double, description: Average speed (km/h)}
+metrics:  # plotted per partition in the asset's Plots tab
+  fleet_km: "coalesce(sum(total_distance), 0)"
 checks:
   - unique: [vin]
   - not_null: [vin, stat_hour, total_distance, avg_speed]

@@ -14,8 +14,19 @@ import yaml
 
 from lakehouse.core.ids import TableId
 from lakehouse.core.partitioning import Partitioning
-from lakehouse.engines.sql import referenced_tables
-from lakehouse.models.spec import LAYERS, Check, Column, InputSpec, ModelError, SqlModel, arrow_type
+from lakehouse.engines.sql import ensure_governed_query, referenced_tables
+from lakehouse.models.spec import (
+    LAYERS,
+    PREVIEW_ROWS,
+    RESERVED_METRIC_NAMES,
+    Check,
+    Column,
+    InputSpec,
+    Metric,
+    ModelError,
+    SqlModel,
+    arrow_type,
+)
 
 HEADER = re.compile(r"^\s*/\*\s*---\s*\n(?P<yaml>.*?)\n\s*---\s*\*/", re.DOTALL)
 MODELS_ROOT = Path(__file__).resolve().parent.parent.parent / "dbt_like_sql"
@@ -29,7 +40,11 @@ HEADER_KEYS = {
     "partitions",
     "inputs",
     "day_index",
+    "metrics",
+    "preview",
 }
+METRIC_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+MAX_PREVIEW_ROWS = 100
 
 
 def _column(name: str, spec: Any, where: Path) -> Column:
@@ -117,6 +132,79 @@ def _inputs(raw: Any, deps: tuple[TableId, ...], namespace: str, where: Path) ->
     return inputs
 
 
+def _metric_error(sql: str, columns: set[str]) -> str | None:
+    """Why `sql` is not one aggregate expression over the partition's columns (None if it is)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        statements = [s for s in sqlglot.parse(f"select {sql}\nfrom this", read="duckdb") if s is not None]
+    except Exception as exc:  # noqa: BLE001 - sqlglot raises several kinds
+        return f"cannot parse SQL ({str(exc).splitlines()[0]})"
+    tree = statements[0] if len(statements) == 1 else None
+    from_ = tree.args.get("from_") if isinstance(tree, exp.Select) else None
+    if (
+        not isinstance(tree, exp.Select)
+        or len(tree.expressions) != 1
+        or {k for k, v in tree.args.items() if v} != {"expressions", "from_"}
+        or not isinstance(from_, exp.From)
+        or not isinstance(from_.this, exp.Table)
+        or from_.this.name != "this"
+        or from_.this.db
+    ):
+        return "must be one SQL expression, e.g. sum(total_distance) (no FROM, WHERE or commas)"
+    expression = tree.expressions[0]
+    if any(expression.find_all(exp.Select, exp.Subquery, exp.Table, exp.Window)) or any(
+        not isinstance(star.parent, exp.Count) for star in expression.find_all(exp.Star)
+    ):
+        return (
+            "is an aggregate over the partition's columns: no subqueries, tables, windows or * (but count(*))"
+        )
+    aggregate = (exp.AggFunc, exp.Anonymous, exp.Filter)  # FILTER (WHERE ...) belongs to its aggregate
+    if not any(expression.find_all(*aggregate)):
+        return "must aggregate the partition's rows, e.g. sum(x), count(*), max(x)"
+    for column in expression.find_all(exp.Column):
+        if column.table or column.name not in columns:
+            return f"reads {column.sql('duckdb')!r}, not a column of the table ({sorted(columns)})"
+        if column.find_ancestor(*aggregate) is None:
+            return f"uses column {column.name!r} outside an aggregate"
+    try:
+        ensure_governed_query(tree.sql("duckdb"))
+    except Exception as exc:  # noqa: BLE001 - QueryError, ReadOnlyViolation
+        return str(exc)
+    return None
+
+
+def _metrics(raw: Any, columns: set[str], where: Path) -> tuple[Metric, ...]:
+    """`metrics: {name: "sum(column)"}`: each an SQL aggregate over the built partition."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ModelError(f'{where}: metrics is a mapping {{name: "sum(column)"}}, got {raw!r}')
+    metrics = []
+    for name, sql in raw.items():
+        if not isinstance(name, str) or not METRIC_NAME.match(name) or name in RESERVED_METRIC_NAMES:
+            raise ModelError(
+                f"{where}: metric name {name!r} must be lower_snake_case and not one of "
+                f"{sorted(RESERVED_METRIC_NAMES)}"
+            )
+        if not isinstance(sql, str) or not sql.strip():
+            raise ModelError(f'{where}: metrics.{name} is an SQL aggregate, e.g. "sum(total_distance)"')
+        problem = _metric_error(sql.strip(), columns)
+        if problem:
+            raise ModelError(f"{where}: metrics.{name} ({sql.strip()!r}) {problem}")
+        metrics.append(Metric(name, sql.strip()))
+    return tuple(metrics)
+
+
+def _preview(raw: Any, layer: str, where: Path) -> int:
+    if raw is None:
+        return PREVIEW_ROWS.get(layer, 0)
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_PREVIEW_ROWS:
+        raise ModelError(f"{where}: preview is a number of rows from 0 to {MAX_PREVIEW_ROWS}, got {raw!r}")
+    return raw
+
+
 def parse_model(path: Path, namespace: str) -> SqlModel:
     text = path.read_text()
     match = HEADER.match(text)
@@ -166,6 +254,7 @@ def parse_model(path: Path, namespace: str) -> SqlModel:
         partitioning is not Partitioning.HOURLY or day_index not in {c.name for c in columns}
     ):
         raise ModelError(f"{path}: day_index names a declared date column of an hourly model")
+    metrics = _metrics(header.get("metrics"), {c.name for c in columns} | set(partitioning.columns), path)
     if reconcile:
         checks += (
             Check("rows_reconcile", "reconcile", description=f"{reconcile} rows = rows + rejected rows"),
@@ -184,6 +273,8 @@ def parse_model(path: Path, namespace: str) -> SqlModel:
         day_index=day_index,
         reject_reason_column=header.get("reject_reason_column"),
         reconcile_with=TableId.parse(reconcile, namespace) if reconcile else None,
+        metrics=metrics,
+        preview_rows=_preview(header.get("preview"), layer, path),
     )
 
 

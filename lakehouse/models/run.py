@@ -42,6 +42,20 @@ class ModelRun:
     """Days (of the model's day_index) whose rows this run may have changed: held before or after."""
     changed_keys: dict[str, list[Any]] | None = None
     """Unpartitioned models: per changes_by column its readers declare, the values whose rows changed."""
+    metrics: dict[str, int | float | None] = field(default_factory=dict)
+    """The model's partition metrics (header `metrics:`) over what was written, by name."""
+    metrics_error: str | None = None
+    """Why the metrics could not be computed (the build itself stands)."""
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    """The first `model.preview_rows` rows written (declared columns, real values: the owner's view)."""
+
+
+def preview_rows(model: SqlModel, data: pa.Table, have: int = 0) -> list[dict[str, Any]]:
+    """Up to the model's preview rows (less `have` already taken) of a conformed result, as Python."""
+    want = model.preview_rows - have
+    if want <= 0 or not data.num_rows:
+        return []
+    return data.select([c.name for c in model.columns]).slice(0, want).to_pylist()
 
 
 def conform_output(model: SqlModel, result: pa.Table) -> pa.Table:
@@ -120,8 +134,11 @@ def _run_model(
     result_schema: list[pa.Schema] = []
     reason_column = model.reject_reason_column
 
+    preview: list[dict[str, Any]] = []
+
     def chunks() -> Iterator[pa.Table]:
         rejected_parts.clear()
+        preview.clear()
         with session.stream(
             model.sql,
             sources,
@@ -134,7 +151,9 @@ def _run_model(
                 part, rejected = split_rejected(model, pa.Table.from_batches([batch]))
                 if rejected is not None and rejected.num_rows:
                     rejected_parts.append(rejected)
-                yield with_partition(conform_output(model, part), partition)
+                kept = conform_output(model, part)
+                preview.extend(preview_rows(model, kept, len(preview)))  # from the rows in hand
+                yield with_partition(kept, partition)
                 failpoint("model.write", model.table.name)
 
     run = ModelRun(model, key, rows=0, partition=partition)
@@ -162,7 +181,8 @@ def _run_model(
         run.changed_days = set(days) | set(before_days)
     if before is not None:
         run.changed_keys = changed_keys(session, model, before, written, change_columns)
-    run.checks = evaluate_checks(lh, session, model.checks, written, run, sources)
+    run.preview = preview
+    run.checks = evaluate_checks(lh, session, model.checks, written, run, sources, model.metrics)
     run.version = lh.tables.version(model.table)
     return run
 
@@ -220,7 +240,9 @@ def _run_models(
             bad = with_partition(bad, partition)
             run.rejected_rows = bad.num_rows
             rejected.append(bad)
-        data = with_partition(conform_output(model, result), partition)
+        conformed = conform_output(model, result)
+        run.preview = preview_rows(model, conformed)
+        data = with_partition(conformed, partition)
         run.rows = data.num_rows
         kept.append(data)
         runs.append(run)
@@ -241,6 +263,8 @@ def _run_models(
             run.changed_days = set(held) | set(before_days)
         if model.reconcile_with is not None:
             run.source_rows = lh.tables.dataset(model.reconcile_with, run.partition).count_rows()
-        run.checks = evaluate_checks(lh, session, model.checks, data, run, sources_by_key[run.partition_key])
+        run.checks = evaluate_checks(
+            lh, session, model.checks, data, run, sources_by_key[run.partition_key], model.metrics
+        )
         run.version = version
     return runs

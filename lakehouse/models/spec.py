@@ -13,6 +13,10 @@ Partitioning (header `partitions:`):
   `day_index` (which days each hour holds); reading a daily table reads the days listed in
   `inputs: {table: {days: [0, 1, 7]}}` (offsets from the partition's day).
 - none: the whole table is rebuilt (a dimension such as the latest profile per user).
+
+Partition metrics (header `metrics: {name: "sum(total_distance)"}`): each an SQL aggregate over
+the built partition, evaluated with the checks (same query, same scan) and reported with each
+materialization; `preview: N` shows the partition's first N rows (default 5 for ads_ models).
 """
 
 from __future__ import annotations
@@ -29,6 +33,26 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 LAYERS = ("ods", "dwd", "dws", "dim", "ads")
+PREVIEW_ROWS = {"ads": 5}
+"""Rows of a built partition a materialization shows when the header has no `preview:`, by layer."""
+RESERVED_METRIC_NAMES = frozenset(
+    {
+        "rows",
+        "row_count",
+        "table_version",
+        "rejected_rows",
+        "rejected_by_reason",
+        "source_rows",
+        "changed_days",
+        "changed_keys",
+        "partitions",
+        "by_partition",
+        "blocked_partitions",
+        "preview",
+        "metrics_error",
+    }
+)
+"""Names a materialization's own figures use: a metric may not take them."""
 
 
 class ModelError(ValueError):
@@ -86,6 +110,15 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Metric:
+    """A figure of each built partition (header `metrics:`): one SQL aggregate over its rows."""
+
+    name: str
+    sql: str
+    """An aggregate expression over the partition's columns, e.g. sum(total_distance)."""
+
+
+@dataclass(frozen=True)
 class InputSpec:
     """How a model reads one of its inputs (header `inputs:`)."""
 
@@ -114,6 +147,10 @@ class SqlModel:
     """Rows where this output column is not NULL go to <table>_rejected instead of the table."""
     reconcile_with: TableId | None = None
     """Source whose partition row count must equal table rows + rejected rows."""
+    metrics: tuple[Metric, ...] = ()
+    """Figures of each built partition, reported with its materialization (plotted per partition)."""
+    preview_rows: int = 0
+    """The first rows of each built partition a materialization shows (0: none)."""
 
     @property
     def partitioned_by(self) -> tuple[str, ...]:

@@ -63,6 +63,16 @@ def test_the_real_models_load_in_dependency_order() -> None:
     assert game.index("dws_user_activity_daily") < game.index("ads_retention_daily")
 
 
+def test_ads_models_declare_partition_metrics_and_a_preview() -> None:
+    models = {m.table: m for m in load_models()}
+    ads = [m for m in models.values() if m.layer == "ads"]
+    assert ads and all(m.metrics and m.preview_rows == 5 for m in ads)
+    assert [(m.name, m.sql) for m in models[ADS].metrics] == [
+        ("fleet_km", "coalesce(sum(total_distance), 0)")
+    ]
+    assert models[DWD].preview_rows == 0 and not models[DWD].metrics
+
+
 def test_deps_are_parsed_from_the_sql() -> None:
     models = {m.table: m for m in load_models()}
     assert models[DWD].deps == (ODS,)
@@ -117,6 +127,24 @@ BAD_HEADERS = {
         "columns: {vin: string}\nreject_reson_column: why",
         "unknown header key(s) ['reject_reson_column']",
     ),
+    "metric_unknown_column": (
+        'columns: {vin: string}\nmetrics: {vehicles: "count(distinct vim)"}',
+        "metrics.vehicles ('count(distinct vim)') reads 'vim', not a column of the table",
+    ),
+    "metric_not_an_aggregate": (
+        'columns: {vin: string}\nmetrics: {vehicles: "vin"}',
+        "metrics.vehicles ('vin') must aggregate the partition's rows",
+    ),
+    "metric_not_one_expression": (
+        'columns: {vin: string}\nmetrics: {vehicles: "count(*) from ods_vehicle_gps_raw --"}',
+        "metrics.vehicles ('count(*) from ods_vehicle_gps_raw --') cannot parse SQL",
+    ),
+    "metric_reads_files": (
+        "columns: {vin: string}\nmetrics: {vehicles: \"max(length(read_text('/etc/passwd')))\"}",
+        "metrics.vehicles",
+    ),
+    "metrics_not_a_mapping": ("columns: {vin: string}\nmetrics: [count(*)]", "metrics is a mapping"),
+    "preview_not_a_count": ("columns: {vin: string}\npreview: all", "preview is a number of rows"),
 }
 
 
