@@ -6,6 +6,7 @@ training. Its parts are built lazily, so opening a lakehouse costs nothing until
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -15,9 +16,11 @@ from lakehouse.core.settings import LakehouseSettings, as_uri
 from lakehouse.storage.catalog import CatalogDB, TableRecord
 from lakehouse.storage.object_store import ObjectStore, open_object_store
 from lakehouse.storage.tables import TableStore, open_table_store
+from lakehouse.storage.tables.base import Pinned
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.dataset as pads
 
     from lakehouse.engines.base import Engine
     from lakehouse.governance.access import GovernedAccess
@@ -125,29 +128,54 @@ class Lakehouse:
             )
 
     def sql(
-        self, query: str, user: str | None = None, role: str | None = None, project: str | None = None
+        self,
+        query: str,
+        user: str | None = None,
+        role: str | None = None,
+        project: str | None = None,
+        as_of: str | None = None,
     ) -> pa.Table:
         """Read-only SQL (DuckDB dialect) over the catalog's tables as namespace.table.
 
         Without user and role the caller is the owner: every table, real values. With a user (and
         optionally one of its roles) the query is governed: see GovernedAccess.sql. `project` is the
-        namespace unqualified table names resolve in."""
+        namespace unqualified table names resolve in. `as_of` reads the tables as they were: a
+        snapshot id (of the one table the query reads) or a timestamp (every table it reads)."""
         with self.access.one_policy_version():
             principal = self.access.principal(user, role, "query", query)
             if not principal.is_owner:
-                return self.access.sql(query, principal, project)
-        return self._owner_sql(query, project)
+                return self.access.sql(query, principal, project, as_of)
+        return self._owner_sql(query, project, as_of)
 
-    def _owner_sql(self, query: str, project: str | None) -> pa.Table:
+    def pin_all(self, tables: list[TableId], as_of: str | None = None) -> dict[TableId, Pinned]:
+        """One pinned snapshot per table: the current ones, or those `as_of` names (a snapshot id,
+        which names one table's snapshot, or a time: each table's snapshot current then)."""
+        if as_of is None:
+            return {t: self.tables.pinned(t) for t in tables}
+        from lakehouse.engines.base import QueryError
+
+        text = str(as_of).strip()
+        if text.isdigit():
+            if len(tables) != 1:
+                raise QueryError(
+                    f"as of snapshot {text}: a snapshot id names one table's snapshot, and the query "
+                    f"reads {len(tables)} tables (give a timestamp instead)"
+                )
+            return {tables[0]: self.tables.pinned(tables[0], text)}
+        when = parse_as_of(text)
+        return {t: self.tables.pinned(t, self.tables.snapshot_as_of(t, when)) for t in tables}
+
+    def _owner_sql(self, query: str, project: str | None, as_of: str | None = None) -> pa.Table:
         from lakehouse.engines.base import QueryError
         from lakehouse.engines.sql import ensure_read_only, referenced_tables
         from lakehouse.governance.store import Principal
 
         ensure_read_only(query)
         referenced = referenced_tables(query)
-        system = self.system_tables() if any(ns == "lakehouse" for ns, _ in referenced) else {}
+        system_names = {name.lower() for ns, name in referenced if (ns or "").lower() == "lakehouse"}
+        system = self.system_tables(system_names) if system_names else {}
         sources: dict[TableId | str, Any] = {}
-        pins = {}
+        stored_as: dict[TableId, TableId] = {}
         for namespace, name in referenced:
             if namespace is None and project is None:
                 raise QueryError(f"table {name!r} must be qualified as namespace.table")
@@ -158,7 +186,9 @@ class Lakehouse:
             stored = self.canonical(ident.namespace, ident.name)  # SQL names are case-insensitive
             if not self.tables.exists(stored):
                 raise QueryError(f"table {ident} does not exist (see `lakehouse tables`)")
-            pins[ident] = self.tables.pinned(stored)
+            stored_as[ident] = stored
+        pinned = self.pin_all(list(stored_as.values()), as_of)
+        pins = {ident: pinned[stored] for ident, stored in stored_as.items()}
         owner = Principal()
         # Serving: the owner's queries too get the limits, pooled connections and the result cache.
         serving = self.access.keep_small_tables
@@ -180,14 +210,19 @@ class Lakehouse:
         role: str | None = None,
         columns: list[str] | None = None,
         partition: dict[str, str] | None = None,
+        snapshot: str | None = None,
     ) -> pa.Table:
-        """A table as Arrow under the same rules as `sql` (for serving and training code)."""
+        """A table as Arrow under the same rules as `sql` (for serving and training code), of its
+        current snapshot or of the one `snapshot` names."""
         principal = self.access.principal(user, role, "read_table", str(table))
         if principal.is_owner:
             ident = TableId.parse(table) if isinstance(table, str) else table
             self.check_partition(ident, partition)
-            return self.tables.dataset(ident, partition).to_table(columns=columns)
-        return self.access.read_table(table, principal, columns, partition)
+            if snapshot is None:
+                return self.tables.dataset(ident, partition).to_table(columns=columns)
+            dataset = partition_filtered(self.tables.pinned(ident, str(snapshot)).dataset, partition)
+            return dataset.to_table(columns=columns)
+        return self.access.read_table(table, principal, columns, partition, snapshot)
 
     def masked_batches(
         self,
@@ -238,8 +273,47 @@ class Lakehouse:
         """Landed files DataScan rejected, with the reason."""
         return self.catalog.file_rows(status="rejected")
 
-    def system_tables(self) -> dict[TableId, Any]:
-        """The bookkeeping tables as Arrow, exposed to SQL under the `lakehouse` namespace (owner only)."""
+    def snapshots(self) -> pa.Table:
+        """Every readable snapshot of every managed table (the system table lakehouse.snapshots)."""
+        import pyarrow as pa
+
+        rows = []
+        for record in self.catalog.list_tables():
+            ident = TableId(record.namespace, record.name)
+            if record.format != self.tables.format or not self.tables.exists(ident):
+                continue
+            for snap in self.tables.snapshots(ident):
+                rows.append(
+                    {
+                        "table": str(ident),
+                        "format": record.format,
+                        "snapshot_id": snap.snapshot_id,
+                        "committed_at": snap.committed_at,
+                        "operation": snap.operation,
+                        "rows": snap.rows,
+                        "is_current": snap.current,
+                    }
+                )
+        schema = pa.schema(
+            [
+                ("table", pa.string()),
+                ("format", pa.string()),
+                ("snapshot_id", pa.string()),
+                ("committed_at", pa.timestamp("us", tz="UTC")),
+                ("operation", pa.string()),
+                ("rows", pa.int64()),
+                ("is_current", pa.bool_()),
+            ]
+        )
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    def system_tables(self, names: set[str] | None = None) -> dict[TableId, Any]:
+        """The bookkeeping tables as Arrow, exposed to SQL under the `lakehouse` namespace (owner
+        only); `names` limits them to those a query reads (lakehouse.snapshots costs a look at every
+        table's metadata)."""
+        if names is not None and "snapshots" in names:
+            found = self.system_tables(names - {"snapshots"}) if names - {"snapshots"} else {}
+            return {**found, TableId("lakehouse", "snapshots"): self.snapshots()}
         import pyarrow.compute as pc
 
         from lakehouse.governance import store as g
@@ -262,3 +336,31 @@ class Lakehouse:
             TableId("lakehouse", "masking_policies"): gov.as_arrow(g.policies_t),
             TableId("lakehouse", "masking_bindings"): gov.as_arrow(g.bindings_t),
         }
+
+
+def parse_as_of(text: str) -> dt.datetime:
+    """An `as of` time: ISO 8601 (`2025-09-17T23:00:00Z`, `2025-09-17 23:00:00+08:00`); without an
+    offset it is UTC."""
+    from lakehouse.engines.base import QueryError
+
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise QueryError(
+            f"as of {text!r}: give a snapshot id (see lakehouse.snapshots) or a time such as "
+            "2025-09-17T23:00:00Z"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def partition_filtered(dataset: pads.Dataset, partition: Mapping[str, str] | None) -> pads.Dataset:
+    """The rows of one partition (column = value for each key) of a dataset."""
+    if not partition:
+        return dataset
+    import pyarrow.compute as pc
+
+    condition = None
+    for column, value in partition.items():
+        term = pc.field(column) == value
+        condition = term if condition is None else condition & term
+    return dataset.filter(condition)

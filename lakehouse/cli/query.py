@@ -13,13 +13,22 @@ from lakehouse.cli.options import format_option, open_lakehouse, render
 @click.option("--user", help="Run as this user (grants and masking apply); default: the owner.")
 @click.option("--role", help="Run with only this one of the user's roles.")
 @click.option("--project", help="Namespace that unqualified table names resolve in (the seed's project).")
-def sql(query: str, fmt: str, user: str | None, role: str | None, project: str | None) -> None:
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="SNAPSHOT_ID|TIMESTAMP",
+    help="Read the tables as they were: a snapshot id of the one table read, or a time (ISO 8601, UTC "
+    "unless it has an offset) for every table read. See lakehouse.snapshots.",
+)
+def sql(
+    query: str, fmt: str, user: str | None, role: str | None, project: str | None, as_of: str | None
+) -> None:
     """Run a read-only QUERY (DuckDB SQL) over the catalog's tables as namespace.table.
 
-    System tables (owner only): lakehouse.tables, lakehouse.files, lakehouse.rejected_files,
+    System tables (owner only): lakehouse.snapshots, lakehouse.tables, lakehouse.files, lakehouse.rejected_files,
     lakehouse.conflicts, lakehouse.audit, lakehouse.policy_changes, lakehouse.roles, lakehouse.users,
     lakehouse.role_members, lakehouse.grants, lakehouse.masking_policies, lakehouse.masking_bindings."""
-    result = open_lakehouse().sql(query, user=user, role=role, project=project)
+    result = open_lakehouse().sql(query, user=user, role=role, project=project, as_of=as_of)
     click.echo(render(result.to_pylist(), result.column_names, fmt))
 
 

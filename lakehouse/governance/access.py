@@ -262,7 +262,9 @@ class GovernedAccess:
             raise
         finish(record.rows, "ok", None)
 
-    def sql(self, query: str, principal: Principal, project: str | None) -> pa.Table:
+    def sql(
+        self, query: str, principal: Principal, project: str | None, as_of: str | None = None
+    ) -> pa.Table:
         """A governed query: only tables the principal may SELECT, masked columns masked before the
         engine sees them. The engine's connection holds nothing but the (masked) tables the query
         names, so no function, file, catalog view or time travel can reach a raw value."""
@@ -271,7 +273,8 @@ class GovernedAccess:
 
         lh = self.lakehouse
         deadline = self._deadline()  # parsing, masking and running all count
-        with self.attempt(principal, "query", query, lazy=True) as record:
+        statement = query if as_of is None else f"{query} /* as of {as_of} */"
+        with self.attempt(principal, "query", statement, lazy=True) as record:
             if len(query) > MAX_QUERY_CHARS:
                 raise QueryError(
                     f"the query is {len(query):,} characters; a governed query may have {MAX_QUERY_CHARS:,}"
@@ -287,7 +290,7 @@ class GovernedAccess:
                 ("authorize", principal, tuple(record.tables)),
                 lambda: lh.governance.authorize(principal, record.tables),
             )
-            pins = {ident: lh.tables.pinned(ident) for ident in record.tables}
+            pins = lh.pin_all(record.tables, as_of)  # masks apply to an old snapshot as to the current
 
             def run() -> pa.Table:
                 record.start()  # the row exists before any data is read: a kill leaves it started
@@ -309,18 +312,24 @@ class GovernedAccess:
         principal: Principal,
         columns: list[str] | None = None,
         partition: dict[str, str] | None = None,
+        snapshot: str | None = None,
     ) -> pa.Table:
-        """The table as the principal may see it (granted, masked), audited."""
+        """The table as the principal may see it (granted, masked), audited; of the snapshot
+        `snapshot` names when given (the masks of today apply to it)."""
         import pyarrow as pa
 
         lh = self.lakehouse
-        with self.attempt(principal, "read_table", str(table)) as record:
+        statement = str(table) if snapshot is None else f"{table} as of snapshot {snapshot}"
+        with self.attempt(principal, "read_table", statement) as record:
             ident = TableId.parse(table) if isinstance(table, str) else table
             ident = lh.canonical(ident.namespace, ident.name)
             record.tables.append(ident)
             record.masks = lh.governance.authorize(principal, [ident])
             deadline = self._deadline()
-            schema, batches = self.masked_batches(ident, record.masks[ident], columns, partition, deadline)
+            dataset = None if snapshot is None else lh.tables.pinned(ident, str(snapshot)).dataset
+            schema, batches = self.masked_batches(
+                ident, record.masks[ident], columns, partition, deadline, dataset=dataset
+            )
             result = pa.Table.from_batches(list(batches), schema=schema)
             record.rows = result.num_rows
         return result
@@ -356,6 +365,10 @@ class GovernedAccess:
         self.lakehouse.check_partition(ident, partition)
         if dataset is None:
             dataset = self.lakehouse.tables.dataset(ident, partition)
+        else:
+            from lakehouse.facade import partition_filtered
+
+            dataset = partition_filtered(dataset, partition)
         names = columns if columns is not None else dataset.schema.names
         spec = {c: (m.function, m.args) for c, m in masks.items()}
         salt = self._salt(masks)

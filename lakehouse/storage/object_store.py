@@ -129,6 +129,12 @@ class ObjectStore:
         self.read_schema(path)
         return pa.concat_tables(list(self.iter_arrow(path)))
 
+    def read_bytes(self, path: str) -> bytes:
+        """One object's bytes (an artifact; landed data is read with read_arrow / iter_arrow)."""
+        with self._fs.open(self._abs(path), "rb") as handle:
+            data: bytes = handle.read()
+        return data
+
     def write_bytes(self, path: str, data: bytes) -> None:
         full = self._abs(path)
         self._fs.makedirs(posixpath.dirname(full), exist_ok=True)

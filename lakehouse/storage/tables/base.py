@@ -8,6 +8,7 @@ in both formats.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,6 +29,19 @@ COMMIT_RETRIES = 8
 
 Chunks = Callable[[], Iterable["pa.Table"]]
 """A re-creatable stream of row chunks: called again for a retry, so it must yield the same rows."""
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One committed version of a table (an Iceberg snapshot, a Delta version)."""
+
+    snapshot_id: str
+    committed_at: dt.datetime
+    """When it was committed (UTC)."""
+    operation: str
+    rows: int | None
+    """Rows the table held at this snapshot (None: the format could not say)."""
+    current: bool
 
 
 @dataclass(frozen=True)
@@ -97,14 +111,32 @@ class TableStore(ABC):
     def version(self, table: TableId) -> str | None:
         """The current snapshot id / version, or None for a table without data."""
 
-    def pinned(self, table: TableId) -> Pinned:
-        """The current snapshot's version and a lazy dataset over exactly that snapshot, from one
-        look at the table (a commit in between cannot pair one version with another's files)."""
+    def pinned(self, table: TableId, snapshot: str | None = None) -> Pinned:
+        """A snapshot's version and a lazy dataset over exactly that snapshot: the current one, from
+        one look at the table (a commit in between cannot pair one version with another's files),
+        or the one named by `snapshot` (time travel; QueryError when the table has no such one)."""
+        if snapshot is not None:
+            raise NotImplementedError(f"{self.format} tables do not support time travel")
         while True:
             version = self.version(table)
             dataset = self.dataset(table)
             if self.version(table) == version:
                 return Pinned(version, dataset)
+
+    def snapshots(self, table: TableId) -> list[SnapshotInfo]:
+        """The table's snapshots that can still be read, oldest first."""
+        raise NotImplementedError(f"{self.format} tables do not list snapshots")
+
+    def snapshot_as_of(self, table: TableId, when: dt.datetime) -> str:
+        """The id of the snapshot that was current at `when` (the last committed at or before it)."""
+        from lakehouse.engines.base import QueryError
+
+        found = [s for s in self.snapshots(table) if s.committed_at <= when]
+        if not found:
+            raise QueryError(
+                f"{table} has no snapshot at or before {when.isoformat()} (see lakehouse.snapshots)"
+            )
+        return found[-1].snapshot_id
 
     @abstractmethod
     def list_catalog_tables(self) -> list[TableId]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.core.ids import TableId
 from lakehouse.storage.schemas import normalize_schema
-from lakehouse.storage.tables.base import Pinned, TableStore
+from lakehouse.storage.tables.base import Pinned, SnapshotInfo, TableStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -136,13 +136,69 @@ class DeltaTableStore(TableStore):
     def version(self, table: TableId) -> str | None:
         return str(self._table(table).version())
 
-    def pinned(self, table: TableId) -> Pinned:
-        delta = self._table(table)  # one log replay: its version and that version's files
-        ds = delta.to_pyarrow_dataset()
+    def pinned(self, table: TableId, snapshot: str | None = None) -> Pinned:
+        delta = self._table(table) if snapshot is None else self._at(table, snapshot)
+        ds = delta.to_pyarrow_dataset()  # one log replay: its version and that version's files
         schema = normalize_schema(ds.schema)
         size = sum(delta.get_add_actions(flatten=True).column("size_bytes").to_pylist())
         pinned = ds if ds.schema.equals(schema) else ds.replace_schema(schema)
         return Pinned(str(delta.version()), pinned, size)
+
+    def _at(self, table: TableId, snapshot: str) -> Any:
+        from deltalake import DeltaTable
+
+        from lakehouse.engines.base import QueryError
+
+        current = self._table(table).version()
+        wanted = int(snapshot) if snapshot.strip().isdigit() else -1
+        if not 0 <= wanted <= current:
+            raise QueryError(
+                f"{table} has no version {snapshot!r} (its versions are 0..{current}; see lakehouse.snapshots)"
+            )
+        try:
+            return DeltaTable(self.location(table), version=wanted, storage_options=self._options())
+        except Exception as exc:  # its log entries were cleaned up (log retention)
+            raise QueryError(
+                f"{table}: version {wanted} can no longer be read ({type(exc).__name__})"
+            ) from None
+
+    def snapshots(self, table: TableId) -> list[SnapshotInfo]:
+        """Every version the log still holds, with its row count from its add actions (each version
+        is loaded in turn, ascending, so the log is replayed once)."""
+        import datetime as dt
+
+        from deltalake import DeltaTable
+
+        history = sorted(self._table(table).history(), key=lambda h: h["version"])
+        if not history:
+            return []
+        current = history[-1]["version"]
+        walker: Any = None
+        out = []
+        for entry in history:
+            version = entry["version"]
+            rows: int | None = None
+            try:
+                if walker is None:
+                    walker = DeltaTable(
+                        self.location(table), version=version, storage_options=self._options()
+                    )
+                else:
+                    walker.load_as_version(version)
+                counts = walker.get_add_actions(flatten=True).column("num_records").to_pylist()
+                rows = None if any(c is None for c in counts) else sum(counts)
+            except Exception:  # an early version whose log was cleaned up: listed, rows unknown
+                walker = None
+            out.append(
+                SnapshotInfo(
+                    snapshot_id=str(version),
+                    committed_at=dt.datetime.fromtimestamp(entry["timestamp"] / 1000, dt.UTC),
+                    operation=str(entry.get("operation", "unknown")),
+                    rows=rows,
+                    current=version == current,
+                )
+            )
+        return out
 
     def list_catalog_tables(self) -> list[TableId]:
         return [TableId(r.namespace, r.name) for r in self.db.list_tables() if r.format == "delta"]

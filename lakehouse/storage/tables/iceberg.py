@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from lakehouse.core.ids import TableId
 from lakehouse.storage.catalog import CatalogDB
 from lakehouse.storage.schemas import normalize_schema
-from lakehouse.storage.tables.base import Pinned, TableStore, arrow_paths, is_commit_conflict
+from lakehouse.storage.tables.base import (
+    Pinned,
+    SnapshotInfo,
+    TableStore,
+    arrow_paths,
+    is_commit_conflict,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -232,25 +238,63 @@ class IcebergTableStore(TableStore):
         snapshot = self._load(table).current_snapshot()
         return str(snapshot.snapshot_id) if snapshot else None
 
-    def pinned(self, table: TableId) -> Pinned:
+    def pinned(self, table: TableId, snapshot: str | None = None) -> Pinned:
         import pyarrow.dataset as pads
 
-        remembered = self._pinned.get(table)
-        if remembered is not None and remembered[0] == self._metadata_location(table):
-            return remembered[1]  # the same metadata file: the same snapshot, its plan already made
-        loaded = self._load(table)  # one metadata file: its current snapshot and that snapshot's files
-        snapshot = loaded.current_snapshot()
-        schema = normalize_schema(loaded.schema().as_arrow())
         if snapshot is None:
+            remembered = self._pinned.get(table)
+            if remembered is not None and remembered[0] == self._metadata_location(table):
+                return remembered[1]  # the same metadata file: the same snapshot, its plan already made
+        loaded = self._load(table)  # one metadata file: its current snapshot and that snapshot's files
+        chosen = loaded.current_snapshot() if snapshot is None else self._snapshot(table, loaded, snapshot)
+        schema = normalize_schema(loaded.schema().as_arrow())
+        if chosen is None:
             return Pinned(None, pads.dataset(schema.empty_table()), 0)
-        tasks = list(loaded.scan(snapshot_id=snapshot.snapshot_id).plan_files())
+        if snapshot is not None and chosen.schema_id is not None:  # the schema it was written with
+            schema = normalize_schema(loaded.schemas()[chosen.schema_id].as_arrow())
+        tasks = list(loaded.scan(snapshot_id=chosen.snapshot_id).plan_files())
         if any(t.delete_files for t in tasks):
             raise NotImplementedError(f"{table}: merge-on-read delete files are not supported yet")
         filesystem, paths = arrow_paths([t.file.file_path for t in tasks], self.settings)
         dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
-        pinned = Pinned(str(snapshot.snapshot_id), dataset, sum(t.file.file_size_in_bytes for t in tasks))
-        self._pinned[table] = (loaded.metadata_location, pinned)
+        pinned = Pinned(str(chosen.snapshot_id), dataset, sum(t.file.file_size_in_bytes for t in tasks))
+        if snapshot is None:
+            self._pinned[table] = (loaded.metadata_location, pinned)
         return pinned
+
+    @staticmethod
+    def _snapshot(table: TableId, loaded: Any, snapshot: str) -> Any:
+        from lakehouse.engines.base import QueryError
+
+        found = loaded.snapshot_by_id(int(snapshot)) if snapshot.strip().isdigit() else None
+        if found is None:
+            raise QueryError(
+                f"{table} has no snapshot {snapshot!r} (expired, or never one of its snapshots; "
+                "see lakehouse.snapshots)"
+            )
+        return found
+
+    def snapshots(self, table: TableId) -> list[SnapshotInfo]:
+        import datetime as dt
+
+        loaded = self._load(table)
+        current = loaded.current_snapshot()
+        out = []
+        for snap in sorted(loaded.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0)):
+            summary = snap.summary
+            props = dict(summary.additional_properties) if summary is not None else {}
+            total = props.get("total-records")
+            operation = summary.operation.value if summary is not None else "unknown"
+            out.append(
+                SnapshotInfo(
+                    snapshot_id=str(snap.snapshot_id),
+                    committed_at=dt.datetime.fromtimestamp(snap.timestamp_ms / 1000, dt.UTC),
+                    operation=str(operation),
+                    rows=int(total) if total is not None else None,
+                    current=current is not None and snap.snapshot_id == current.snapshot_id,
+                )
+            )
+        return out
 
     def _metadata_location(self, table: TableId) -> str | None:
         """The table's current metadata file, one indexed row of the SQL catalog (the Iceberg JDBC
