@@ -16,6 +16,7 @@ from lakehouse.models.graph import ModelGraph
 from lakehouse.models.parser import MODELS_ROOT, load_models
 from lakehouse_assets.assets import asset_key, build_model_asset, build_ods_asset
 from lakehouse_assets.jobs import namespace_job
+from lakehouse_assets.ml import build_ml_assets
 from lakehouse_assets.partitions import LakehousePartitions
 from resources.lakehouse import LakehouseResource
 from sensors.datascan import build_datascan_sensor
@@ -62,6 +63,7 @@ def build_definitions(
         build_model_asset(m, partitions.of(m.partitioning, m.table.namespace), settings, graph)
         for m in models
     ]
+    assets += build_ml_assets()  # ml/: models trained on the tables, each with its beats_baseline check
 
     def keys(ns: str, kind: Partitioning) -> list[dg.AssetKey]:
         ods = [asset_key(t) for t in ods_tables if t.namespace == ns] if kind is Partitioning.HOURLY else []
