@@ -15,6 +15,7 @@ reprocess files, and lets `lakehouse sql` query it as lakehouse.files / lakehous
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -124,6 +125,13 @@ class CatalogDB(BuildBook):
         from lakehouse.storage.tables.iceberg import IcebergTableStore
 
         IcebergTableStore.forget_catalogs()
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        """In a forked child (a DataLoader worker): drop the pooled connections inherited from the
+        parent without closing them (they are the parent's); the child opens its own."""
+        for engine in cls._engines.values():
+            engine.dispose(close=False)
 
     # --- tables ---------------------------------------------------------------------------
     def register_table(self, record: TableRecord) -> None:
@@ -273,3 +281,6 @@ class CatalogDB(BuildBook):
                     ],
                 )
         return before
+
+
+os.register_at_fork(after_in_child=CatalogDB._after_fork)
