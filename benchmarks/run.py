@@ -90,7 +90,7 @@ def measure_pipeline(home: str) -> dict:
     return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "ads_rows": rows}
 
 
-def measure_tick(home: str, partitions: int) -> dict:
+def measure_tick(home: str, partitions: int, catalog_uri: str | None = None) -> dict:
     import warnings
 
     import dagster as dg
@@ -101,7 +101,8 @@ def measure_tick(home: str, partitions: int) -> dict:
     from lakehouse.facade import Lakehouse
     from lakehouse_assets.definitions import build_definitions
 
-    settings = LakehouseSettings.for_home(home)
+    overrides = {"catalog_uri": catalog_uri} if catalog_uri else {}
+    settings = LakehouseSettings.for_home(home, **overrides)
     lh = Lakehouse(settings)
     tiny = pa.table(
         {
@@ -273,6 +274,6 @@ if __name__ == "__main__":
     elif args[0] == "pipeline":
         print(json.dumps(measure_pipeline(args[1])))
     elif args[0] == "tick":
-        print(json.dumps(measure_tick(args[1], int(args[2]))))
+        print(json.dumps(measure_tick(args[1], int(args[2]), *args[3:4])))
     else:
         raise SystemExit(f"unknown benchmark {args[0]!r}")

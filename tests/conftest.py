@@ -4,6 +4,8 @@ environment without the developer's LAKEHOUSE_* / AWS_* variables."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 import warnings
 from collections.abc import Iterator
@@ -16,6 +18,9 @@ from lakehouse.core.settings import LakehouseSettings
 from tests.helpers.env import UNSET
 from tests.helpers.game import GameLake
 from tests.helpers.pipeline import Pipeline
+from tests.helpers.postgres import PostgresServer, postgres_server
+
+_DATABASES = itertools.count(1)
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -33,9 +38,32 @@ def table_format(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server on 127.0.0.1 for the session (stopped by PID after it)."""
+    with postgres_server() as server:
+        yield server
+
+
 @pytest.fixture
-def settings(tmp_path: Path, table_format: str) -> LakehouseSettings:
-    return LakehouseSettings.for_home(tmp_path / "lakehouse", table_format=table_format)
+def postgres_catalog(postgres: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh catalog database on the session's server: its SQLAlchemy URL; dropped after the test."""
+    name = f"t{next(_DATABASES)}"
+    yield postgres.create_database(name)
+    from lakehouse.storage.catalog import CatalogDB
+
+    CatalogDB.dispose_all()
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, table_format: str, request: pytest.FixtureRequest) -> LakehouseSettings:
+    """A lakehouse under tmp_path. With LAKEHOUSE_TEST_CATALOG=postgres (a harness switch, not a
+    lakehouse setting) its catalog is a fresh database on a real PostgreSQL server instead of SQLite."""
+    overrides: dict[str, object] = {"table_format": table_format}
+    if os.environ.get("LAKEHOUSE_TEST_CATALOG") == "postgres":
+        overrides["catalog_uri"] = request.getfixturevalue("postgres_catalog")
+    return LakehouseSettings.for_home(tmp_path / "lakehouse", **overrides)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from lakehouse.storage.catalog import CatalogDB, arrow_schema
+from lakehouse.storage.catalog import CatalogDB, arrow_schema, schema_change
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -124,14 +124,14 @@ class Access:
 def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
     """Columns added to a table after catalogs were created with it (nullable, so old rows stay
     valid), and its indexes: a catalog from an earlier release upgrades in place."""
-    have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
-    with engine.begin() as conn:
+    with schema_change(engine) as conn:
+        have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
         for column in table.columns:
             if column.name not in have:
                 kind = column.type.compile(dialect=engine.dialect)
                 conn.execute(sa.text(f'alter table {table.name} add column "{column.name}" {kind}'))
-    for index in table.indexes:
-        index.create(engine, checkfirst=True)
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
 
 
 class GovernanceDB:
@@ -143,7 +143,8 @@ class GovernanceDB:
         self.url = url
         self.engine = CatalogDB(url).engine
         if url not in GovernanceDB._created:
-            metadata.create_all(self.engine)
+            with schema_change(self.engine) as conn:
+                metadata.create_all(conn)
             _add_missing_columns(self.engine, access_t)
             GovernanceDB._created.add(url)
 

@@ -16,7 +16,8 @@ reprocess files, and lets `lakehouse sql` query it as lakehouse.files / lakehous
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,21 @@ class TableRecord:
     origin: str
 
 
+SCHEMA_LOCK = 0x1A4E4_0001
+"""PostgreSQL advisory lock held while a process creates or upgrades catalog tables."""
+
+
+@contextmanager
+def schema_change(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction in which to create or alter catalog tables. On PostgreSQL it first takes an
+    advisory lock, so processes starting at once (two daemons, a scan) do not race to create the same
+    table (CREATE TABLE IF NOT EXISTS is not safe under concurrency there); SQLite serializes DDL."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        yield conn
+
+
 class CatalogDB(BuildBook):
     """Typed access to the bookkeeping tables. Cheap to create; the engine is shared per URL."""
 
@@ -112,7 +128,8 @@ class CatalogDB(BuildBook):
                     cur.execute("PRAGMA synchronous = NORMAL")
                     cur.close()
 
-            metadata.create_all(engine)
+            with schema_change(engine) as conn:
+                metadata.create_all(conn)
             CatalogDB._engines[url] = engine
         self.engine = CatalogDB._engines[url]
 

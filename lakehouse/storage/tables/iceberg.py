@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lakehouse.core.ids import TableId
-from lakehouse.storage.catalog import CatalogDB
+from lakehouse.storage.catalog import CatalogDB, schema_change
 from lakehouse.storage.schemas import normalize_schema
 from lakehouse.storage.tables.base import (
     Pinned,
@@ -72,6 +72,10 @@ class IcebergTableStore(TableStore):
         # creates its tables), and every run step opens the lakehouse anew.
         key = tuple(sorted(props.items()))
         if key not in IcebergTableStore._catalogs:
+            from pyiceberg.catalog.sql import SqlCatalogBaseTable
+
+            with schema_change(catalog_db.engine) as conn:  # not pyiceberg's own unlocked create
+                SqlCatalogBaseTable.metadata.create_all(conn)
             IcebergTableStore._catalogs[key] = SqlCatalog("lakehouse", **props)
         self._catalog = IcebergTableStore._catalogs[key]
         self._pinned: dict[TableId, tuple[str, Pinned]] = {}
