@@ -96,6 +96,22 @@ def render(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> str:
     )
 
 
+def _where(exc: Exception, text: str) -> str:
+    """Name the catalog database (its password hidden) when it is what failed: unreachable, refused
+    the login, or went away."""
+    import sqlalchemy as sa
+
+    if not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return text
+    from lakehouse.core.settings import LakehouseSettings, redacted_url
+
+    try:
+        url = redacted_url(LakehouseSettings.from_env().catalog_uri)
+    except ValueError:
+        return text
+    return f"catalog database {url}: {text}"
+
+
 class LakehouseGroup(click.Group):
     """Errors end as one line on stderr and a non-zero exit (LAKEHOUSE_DEBUG=1 shows the traceback)."""
 
@@ -110,6 +126,7 @@ class LakehouseGroup(click.Group):
             if os.environ.get("LAKEHOUSE_DEBUG"):
                 raise
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            text = _where(exc, text)
             raise click.ClickException(
                 f"{type(exc).__name__}: {text}" if text else type(exc).__name__
             ) from None

@@ -68,6 +68,16 @@ class S3Credentials:
         )
 
 
+def redacted_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, shown as ***."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: show only its scheme
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
+
+
 def as_uri(location: str) -> str:
     """A local path becomes an absolute path; URIs with a scheme are kept."""
     if "://" in location:
