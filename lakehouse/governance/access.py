@@ -7,15 +7,20 @@ registered. So joins, filters, aggregates, functions and subqueries all see mask
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.core.ids import TableId
+from lakehouse.governance.memory import (
+    RESULT_CACHE_BYTES,
+    SMALL_TABLE_BYTES,
+    PolicyMemory,
+    SnapshotCache,
+    result_key,
+)
 from lakehouse.governance.store import OWNER, Mask, PermissionDenied, Principal
 
 if TYPE_CHECKING:
@@ -56,53 +61,6 @@ class Attempt:
             self.id = self.begin()
 
 
-SERVING_CACHE_BYTES = 256 * 1024 * 1024
-"""Masked tables, small tables and results a serving process keeps (least recently used dropped first)."""
-RESULT_CACHE_BYTES = 8 * 1024 * 1024
-"""Serving remembers a query's result (per snapshot and principal) when it is at most this big."""
-SMALL_TABLE_BYTES = 32 * 1024 * 1024
-"""Serving keeps a whole table in memory (per snapshot and principal) when its files are this small."""
-
-
-class SnapshotCache:
-    """Arrow tables a serving process keeps: masked copies of tables, small tables whole, results;
-    every key holds the snapshots read and the principal (and its masks).
-
-    A new snapshot is a new key (the next query sees the new materialization), and two principals
-    never share an entry, even with the same masks. Thread-safe: the SQL endpoint queries from a pool."""
-
-    def __init__(self, max_bytes: int = SERVING_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[Any, ...], pa.Table] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: tuple[Any, ...]) -> pa.Table | None:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return found
-
-    def put(self, key: tuple[Any, ...], table: pa.Table) -> None:
-        size = table.nbytes
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._entries:
-                return
-            self._entries[key] = table
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, dropped = self._entries.popitem(last=False)
-                self._bytes -= dropped.nbytes
-
-
 def masked_column_list(masks: Mapping[Any, Mapping[str, Mask]] | None) -> list[str]:
     """table.column:FUNCTION for each masked column, as the audit records them."""
     return [
@@ -121,28 +79,24 @@ class GovernedAccess:
     def __init__(self, lakehouse: Lakehouse) -> None:
         self.lakehouse = lakehouse
         self.cache = SnapshotCache()
-        self.keep_small_tables = False
+        self.memory = PolicyMemory(self._policy_version)
+        self.remember_results = False
+        """Serving with the result cache (see cached_result)."""
+
+    @property
+    def keep_small_tables(self) -> bool:
         """Long-lived readers (the SQL endpoint, the dashboard) set this: masked tables and small
         tables are then kept in memory per snapshot and principal instead of read by every query,
         and principals and their grants are remembered until the policy changes."""
-        self.remember_results = False
-        """Serving with the result cache (see cached_result)."""
-        self._decisions: dict[Any, Any] = {}
-        self._decisions_version: Any = None
-        self._decisions_lock = threading.Lock()
-        self._scope = threading.local()
+        return self.memory.enabled
 
-    @contextmanager
-    def one_policy_version(self) -> Iterator[None]:
+    @keep_small_tables.setter
+    def keep_small_tables(self, value: bool) -> None:
+        self.memory.enabled = value
+
+    def one_policy_version(self) -> AbstractContextManager[None]:
         """Within the block (one query), this thread looks the policy version up once."""
-        if not self.keep_small_tables or getattr(self._scope, "version", None) is not None:
-            yield
-            return
-        self._scope.version = (self._policy_version(),)
-        try:
-            yield
-        finally:
-            self._scope.version = None
+        return self.memory.one_version()
 
     def _policy_version(self) -> Any:
         """What changes whenever a principal, grant, membership, mask or project setting does: the
@@ -154,25 +108,6 @@ class GovernedAccess:
 
         with self.lakehouse.governance.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(g.changes_t.c.id))).scalar()
-
-    def _remembered(self, key: Any, decide: Any) -> Any:
-        """`decide()`, remembered (serving only) until the policy version changes; refusals are not
-        remembered (they are raised, and audited by the caller)."""
-        if not self.keep_small_tables:
-            return decide()
-        scoped = getattr(self._scope, "version", None)
-        version = scoped[0] if scoped is not None else self._policy_version()
-        with self._decisions_lock:
-            if version != self._decisions_version:
-                self._decisions = {}
-                self._decisions_version = version
-            if key in self._decisions:
-                return self._decisions[key]
-        decided = decide()
-        with self._decisions_lock:
-            if self._decisions_version == version and len(self._decisions) < 10_000:
-                self._decisions[key] = decided
-        return decided
 
     def engine(self, seconds_left: float) -> Engine:
         """The engine for one governed query: its memory limit, and the time the query has left."""
@@ -214,7 +149,7 @@ class GovernedAccess:
             for what, value in (("user", user), ("role", role)):
                 if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME):
                     raise PermissionDenied(f"{what} {audit_name(value)} is not a {what} name")
-            return self._remembered(
+            return self.memory.remembered(
                 ("principal", user, role), lambda: lh.governance.resolve(storable(user), storable(role))
             )
         except PermissionDenied as exc:
@@ -286,7 +221,7 @@ class GovernedAccess:
                         f"table {name!r} must be qualified as namespace.table (or pass a project)"
                     )
                 record.tables.append(lh.canonical(namespace or project or "", name))
-            record.masks = self._remembered(
+            record.masks = self.memory.remembered(
                 ("authorize", principal, tuple(record.tables)),
                 lambda: lh.governance.authorize(principal, record.tables),
             )
@@ -407,22 +342,7 @@ class GovernedAccess:
         pinned_all = bool(pins) and all(p.version is not None for p in pins.values())
         if not (self.remember_results and pinned_all) or is_volatile(query):
             return run()
-        key = (
-            "result",
-            principal.user,
-            tuple(sorted(principal.roles)),
-            tuple(sorted(principal.held)),
-            query,
-            project,
-            tuple(sorted((str(i), p.version) for i, p in pins.items())),
-            tuple(
-                sorted(
-                    (str(i), c, m.policy, m.function, m.args)
-                    for i, ms in masks.items()
-                    for c, m in ms.items()
-                )
-            ),
-        )
+        key = result_key(principal, query, project, pins, masks)
         found = self.cache.get(key)
         if found is not None:
             return found

@@ -212,27 +212,18 @@ class AuditLog:
     ) -> None:
         """Complete the attempt with its outcome (ok | denied | error)."""
         with _WRITERS:
-            self._end(attempt, tables, masked_columns, rows, status, reason)
-
-    def _end(
-        self,
-        attempt: int,
-        tables: Iterable[Any],
-        masked_columns: Iterable[str],
-        rows: int | None,
-        status: str,
-        reason: str | None,
-    ) -> None:
-        with self.engine.begin() as conn:
-            key = self._checked_key(conn)
-            row_hash = conn.execute(sa.select(access_t.c.row_hash).where(access_t.c.id == attempt)).scalar()
-            values = self._outcome(row_hash, tables, masked_columns, rows, status, reason, key)
-            conn.execute(
-                sa.update(access_t)
-                .where(access_t.c.id == attempt, access_t.c.status == STARTED)
-                .values(**values)
-            )
-        self._write_key = key
+            with self.engine.begin() as conn:
+                key = self._checked_key(conn)
+                row_hash = conn.execute(
+                    sa.select(access_t.c.row_hash).where(access_t.c.id == attempt)
+                ).scalar()
+                values = self._outcome(row_hash, tables, masked_columns, rows, status, reason, key)
+                conn.execute(
+                    sa.update(access_t)
+                    .where(access_t.c.id == attempt, access_t.c.status == STARTED)
+                    .values(**values)
+                )
+            self._write_key = key  # checked and used by a committed write
 
     def _outcome(
         self,

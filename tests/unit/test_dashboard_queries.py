@@ -1,4 +1,4 @@
-"""The dashboard's query functions (lakehouse/serving/dashboard.py) over a stand-in for the facade:
+"""The dashboard's query functions (lakehouse/serving/dashboard_data.py) over a stand-in for the facade:
 what they ask `lh.sql` for, as whom, and what they make of a refusal or a failure."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from lakehouse.engines.base import QueryError
 from lakehouse.governance.store import PermissionDenied
-from lakehouse.serving import dashboard as d
+from lakehouse.serving import dashboard_data as d
 
 HOURLY = pd.DataFrame(
     {
