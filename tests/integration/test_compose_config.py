@@ -1,0 +1,235 @@
+"""docker-compose.yml as Debian's docker-compose (v1) resolves it, with no Docker engine: every
+service of the stack is there with a health check, state is kept in volumes, ports are published on
+127.0.0.1 only, and secrets come from the environment alone (no default, never in a command, a URL
+or deploy/dagster.yaml). tests/e2e/test_stack.py runs the resolved commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers.compose import COMPOSE_FILE, Service, docker_compose, resolve, services
+from tests.helpers.paths import BIN, REPO
+
+pytestmark = pytest.mark.skipif(
+    docker_compose() is None,
+    reason="docker-compose is not installed (make install, or apt-get install --no-install-recommends docker-compose)",
+)
+
+PG_SECRET = "sentinel-pg-password-71"
+S3_SECRET = "sentinel-s3-secret-93"
+SECRETS = {"LAKEHOUSE_PG_PASSWORD": PG_SECRET, "LAKEHOUSE_S3_SECRET_ACCESS_KEY": S3_SECRET}
+SERVICES = {"postgres", "minio", "minio-init", "code-server", "webserver", "daemon", "serve", "dashboard"}
+ONE_SHOT = {"minio-init"}
+LAKEHOUSE_IMAGE = {"code-server", "webserver", "daemon", "serve", "dashboard"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|SALT|AUDIT_KEY|TOKEN")
+SECRET_CARRIERS = {
+    "PGPASSWORD",
+    "POSTGRES_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "MINIO_ROOT_PASSWORD",
+    "S3_SECRET_ACCESS_KEY",
+}
+"""The only environment variables a secret is handed in."""
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    """The file with only the two required secrets given: every other value is the file's default."""
+    return resolve(SECRETS)
+
+
+@pytest.fixture(scope="module")
+def stack(config: dict[str, Any]) -> dict[str, Service]:
+    return services(config)
+
+
+def named_mounts(service: Service) -> dict[str, str]:
+    return {m.source: m.target for m in service.mounts if not m.is_bind}
+
+
+def test_every_service_of_the_stack_is_there_with_a_health_check(stack: dict[str, Service]) -> None:
+    assert set(stack) == SERVICES
+    for name, service in stack.items():
+        if name in ONE_SHOT:
+            assert service.raw.get("restart") == "no"
+            dependents = [s for s in stack.values() if s.depends_on.get(name)]
+            assert dependents and all(
+                s.depends_on[name] == "service_completed_successfully" for s in dependents
+            )
+            continue
+        assert service.healthcheck, f"{name} has no health check"
+        assert service.raw.get("restart") == "unless-stopped", name
+    # a service starts once what it needs is healthy, not merely started
+    for service in stack.values():
+        for dependency, condition in service.depends_on.items():
+            expected = "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            assert condition == expected, (service.name, dependency, condition)
+    assert stack["webserver"].depends_on == {"code-server": "service_healthy"}
+    assert stack["daemon"].depends_on == {"code-server": "service_healthy"}
+
+
+def test_state_is_kept_in_volumes(config: dict[str, Any], stack: dict[str, Service]) -> None:
+    declared = set(config["volumes"])
+    used = {source for s in stack.values() for source in named_mounts(s)}
+    assert used == declared == {"postgres-data", "minio-data", "lakehouse-home", "dagster-storage"}
+    assert named_mounts(stack["postgres"]) == {"postgres-data": "/var/lib/postgresql/data"}
+    assert named_mounts(stack["minio"]) == {"minio-data": "/data"}
+    # the lakehouse home (audit key, masking salt, the audit chain's anchor) is one volume, shared by
+    # every process that opens the lakehouse; Dagster's storage by every process of the instance
+    for name in ("code-server", "serve", "dashboard"):
+        home = stack[name].environment["LAKEHOUSE_HOME"]
+        assert named_mounts(stack[name])["lakehouse-home"] == home, name
+    for name in ("code-server", "webserver", "daemon"):
+        dagster_home = stack[name].environment["DAGSTER_HOME"]
+        assert named_mounts(stack[name])["dagster-storage"] == f"{dagster_home}/storage", name
+        binds = {m.target: m for m in stack[name].mounts if m.is_bind}
+        mount = binds[f"{dagster_home}/dagster.yaml"]
+        assert Path(mount.source) == REPO / "deploy" / "dagster.yaml" and mount.read_only
+    # the database's first start also makes Dagster's database
+    (init,) = [m for m in stack["postgres"].mounts if m.is_bind]
+    assert init.target.startswith("/docker-entrypoint-initdb.d/") and init.read_only
+    assert Path(init.source).is_file() and "DAGSTER_PG_DB" in Path(init.source).read_text()
+
+
+def test_ports_are_published_on_loopback_only(stack: dict[str, Service]) -> None:
+    published = {(s.name, p.published, p.target, p.host_ip) for s in stack.values() for p in s.ports}
+    assert published == {
+        ("postgres", "5432", "5432", "127.0.0.1"),
+        ("minio", "9000", "9000", "127.0.0.1"),
+        ("minio", "9001", "9001", "127.0.0.1"),
+        ("webserver", "3000", "3000", "127.0.0.1"),
+        ("serve", "9030", "9030", "127.0.0.1"),
+        ("dashboard", "8501", "8501", "127.0.0.1"),
+    }
+    # other ports move the published port, never the address it is published on
+    moved = services(resolve({**SECRETS, "LAKEHOUSE_SERVE_PORT": "19030", "LAKEHOUSE_BIND_HOST": "10.1.2.3"}))
+    assert {p.host_ip for s in moved.values() for p in s.ports} == {"127.0.0.1"}
+    assert [(p.published, p.target) for p in moved["serve"].ports] == [("19030", "19030")]
+
+
+def test_services_listen_on_every_address_inside_their_container(stack: dict[str, Service]) -> None:
+    """Inside the compose network a service must accept other containers: 0.0.0.0 by default. The
+    SQL endpoint and the dashboard refuse that without their flag, which is harmless on loopback."""
+    argv = {name: stack[name].argv for name in LAKEHOUSE_IMAGE}
+    assert argv["code-server"][:3] == ["dagster", "code-server", "start"]
+    assert argv["code-server"][7:9] == ["-m", "lakehouse_assets.definitions"]
+    assert argv["webserver"][0] == "dagster-webserver" and argv["daemon"][:2] == ["dagster-daemon", "run"]
+    for name, flag in (
+        ("code-server", "-h"),
+        ("webserver", "-h"),
+        ("serve", "--host"),
+        ("dashboard", "--host"),
+    ):
+        assert argv[name][argv[name].index(flag) + 1] == "0.0.0.0", name
+    assert "--allow-insecure-remote" in argv["serve"] and "--allow-remote" in argv["dashboard"]
+    for name in ("webserver", "daemon"):
+        assert argv[name][argv[name].index("-w") + 1] == "deploy/workspace.yaml"
+        env = stack[name].environment
+        assert (env["LAKEHOUSE_CODE_SERVER_HOST"], env["LAKEHOUSE_CODE_SERVER_PORT"]) == (
+            "code-server",
+            "4000",
+        )
+    assert argv["code-server"][argv["code-server"].index("-p") + 1] == "4000"
+    for name in LAKEHOUSE_IMAGE:
+        assert (BIN / argv[name][0]).exists(), f"{argv[name][0]} is not installed by the project"
+
+
+def test_secrets_come_from_the_environment_only(config: dict[str, Any], stack: dict[str, Service]) -> None:
+    for variable in SECRETS:
+        with pytest.raises(RuntimeError, match=variable):
+            resolve({k: v for k, v in SECRETS.items() if k != variable})
+    # every secret-looking variable is one of the given secrets, or empty (optional, generated)
+    for service in stack.values():
+        for name, value in service.environment.items():
+            if SECRET_NAME.search(name):
+                assert value in (PG_SECRET, S3_SECRET) or (value == "" and name not in SECRET_CARRIERS), (
+                    service.name,
+                    name,
+                )
+            if value in (PG_SECRET, S3_SECRET):
+                assert name in SECRET_CARRIERS, (service.name, name)
+    # ...and appears nowhere else: not in a command, a health check, a URL, a label
+    without_env = {
+        name: {k: v for k, v in raw.items() if k != "environment"} for name, raw in config["services"].items()
+    }
+    text = yaml.safe_dump(without_env)
+    assert PG_SECRET not in text and S3_SECRET not in text
+    # the database password is libpq's PGPASSWORD, never part of a connection URL
+    for name in ("code-server", "serve", "dashboard"):
+        uri = stack[name].environment["LAKEHOUSE_CATALOG_URI"]
+        assert re.fullmatch(r"postgresql\+psycopg2://lakehouse@postgres:5432/lakehouse", uri), uri
+    # the S3 secret is handed only to what talks to S3, the database password only to its clients
+    assert {n for n, s in stack.items() if S3_SECRET in s.environment.values()} == {
+        "minio",
+        "minio-init",
+        "code-server",
+        "serve",
+        "dashboard",
+    }
+    assert {n for n, s in stack.items() if PG_SECRET in s.environment.values()} == SERVICES - {
+        "minio",
+        "minio-init",
+    }
+    # no default secret in the file itself
+    raw = COMPOSE_FILE.read_text()
+    assert not re.search(r"\$\{[A-Z_]*(PASSWORD|SECRET)[A-Z_]*:?-", raw)
+    assert not re.search(r"(PASSWORD|SECRET)[A-Z_]*:\s+[^\s$]", raw)
+
+
+def test_dagster_instance_is_postgres_with_credentials_from_the_environment(
+    stack: dict[str, Service],
+) -> None:
+    instance = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    db = instance["storage"]["postgres"]["postgres_db"]
+    assert db.pop("scheme") == "postgresql+psycopg2"  # SQLAlchemy 2.1: plain postgresql:// is psycopg 3
+    assert "password" not in db  # libpq reads PGPASSWORD
+    assert all(set(v) == {"env"} for v in db.values()), db
+    for name in ("code-server", "webserver", "daemon"):
+        env = stack[name].environment
+        assert all(v["env"] in env for v in db.values()), name
+        assert env["PGPASSWORD"] == PG_SECRET
+    assert instance["telemetry"] == {"enabled": False}
+    assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+
+
+def test_the_workspace_reaches_the_code_server_through_the_environment(
+    stack: dict[str, Service], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster resolves `env:` in workspace.yaml's grpc_server host and port."""
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    env = stack["daemon"].environment
+    for key in ("LAKEHOUSE_CODE_SERVER_HOST", "LAKEHOUSE_CODE_SERVER_PORT"):
+        monkeypatch.setenv(key, env[key])
+    (origin,) = location_origins_from_yaml_paths([str(REPO / "deploy" / "workspace.yaml")])
+    assert isinstance(origin, GrpcServerCodeLocationOrigin)
+    assert (origin.location_name, origin.host, origin.port) == ("lakehouse", "code-server", 4000)
+    assert stack["code-server"].argv[-2:] == ["--location-name", "lakehouse"]
+
+
+def test_the_lakehouse_image(config: dict[str, Any], stack: dict[str, Service]) -> None:
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11", dockerfile, re.MULTILINE)
+    assert "pip install -c constraints.txt -e '.[serve,postgres]'" in dockerfile
+    workdir = re.findall(r"^WORKDIR (\S+)", dockerfile, re.MULTILINE)[-1]
+    copied = set(re.findall(r"^COPY (?:\S+ )*?(\S+)/ \1/$", dockerfile, re.MULTILINE))
+    assert {
+        "lakehouse",
+        "lakehouse_assets",
+        "sensors",
+        "resources",
+        "dbt_like_sql",
+        "policies",
+        "deploy",
+    } <= copied
+    for name in LAKEHOUSE_IMAGE:
+        raw = stack[name].raw
+        assert raw["build"] == {"context": str(REPO), "dockerfile": "deploy/Dockerfile"}, name
+        assert raw["image"] == "lakehouse:latest" and raw["working_dir"] == workdir, name
+    assert "USER lakehouse" in dockerfile  # no service runs as root
