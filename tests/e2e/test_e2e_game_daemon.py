@@ -32,7 +32,9 @@ def differences(lh: Lakehouse) -> list[str]:
     return game_differences(lh, game_reference.COMPARED_TABLES)
 
 
-def wait_until_equal(lh: Lakehouse, log: Path, timeout: float = 300) -> None:
+def wait_until_equal(lh: Lakehouse, log: Path | list[Path], timeout: float = 300) -> None:
+    """Until the game tables equal the reference; on a timeout, fail with the tail of each log."""
+    logs = log if isinstance(log, list) else [log]
     deadline = time.monotonic() + timeout
     wrong = ["not checked yet"]
     while time.monotonic() < deadline:
@@ -43,8 +45,8 @@ def wait_until_equal(lh: Lakehouse, log: Path, timeout: float = 300) -> None:
         if not wrong:
             return
         time.sleep(2)
-    tail = log.read_text(errors="replace")[-5000:]
-    pytest.fail(f"game tables did not converge in {timeout}s: {wrong}\nDaemon log tail:\n{tail}")
+    tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-5000:]}" for p in logs)
+    pytest.fail(f"game tables did not converge in {timeout}s: {wrong}\n{tails}")
 
 
 def wait_until_idle(dagster_home: Path, log: Path, timeout: float = 180) -> None:

@@ -21,7 +21,7 @@ from lakehouse.core.settings import LakehouseSettings
 from lakehouse.facade import Lakehouse
 from lakehouse_assets.definitions import build_definitions
 from sensors.run_once import catch_up
-from tests.e2e.test_e2e_game_daemon import wait_until_idle
+from tests.e2e.test_e2e_game_daemon import wait_until_equal, wait_until_idle
 from tests.helpers.daemon import instance_at, running_daemon
 from tests.helpers.env import clean_env
 from tests.helpers.game import arrivals, differences, replacement
@@ -29,13 +29,6 @@ from tests.helpers.paths import BIN, REPO
 from tests.helpers.postgres import PASSWORD
 
 pytestmark = pytest.mark.e2e
-
-BUSY = [
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 def materialized(dagster_home: Path) -> list[tuple[str, str | None]]:
@@ -59,21 +52,6 @@ def one_run_builds(tmp_path: Path) -> int:
         result = catch_up(build_definitions(settings), instance, log_level="ERROR")
     assert result.failed == 0
     return sum(result.built.values())
-
-
-def wait_until_equal(lh: Lakehouse, logs: list[Path], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    wrong = ["not checked yet"]
-    while time.monotonic() < deadline:
-        try:
-            wrong = differences(lh)
-        except Exception as exc:  # noqa: BLE001 - tables appear while we look
-            wrong = [repr(exc)]
-        if not wrong:
-            return
-        time.sleep(2)
-    tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
-    pytest.fail(f"game tables did not converge in {timeout}s: {wrong}\n{tails}")
 
 
 def ticking(logs: list[Path], timeout: float = 120) -> None:

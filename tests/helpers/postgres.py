@@ -45,30 +45,28 @@ class PostgresServer:
     def url(self, database: str) -> str:
         return f"postgresql+psycopg2://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """A new empty database owned by the lakehouse role; returns its URL."""
+    def _admin(self, statement: str) -> None:
+        """Run one statement outside a transaction, connected to the maintenance database."""
         import psycopg2
 
         conn = psycopg2.connect(
             host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname="postgres"
         )
         conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        conn.close()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        finally:
+            conn.close()
+
+    def create_database(self, name: str) -> str:
+        """A new empty database owned by the lakehouse role; returns its URL."""
+        self._admin(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database, closing whatever connections are still open to it."""
-        import psycopg2
-
-        conn = psycopg2.connect(
-            host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname="postgres"
-        )
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _as_postgres(*args: str) -> list[str]:
