@@ -317,7 +317,7 @@ class Lakehouse:
         import pyarrow.compute as pc
 
         from lakehouse.governance import store as g
-        from lakehouse.storage.catalog import conflicts_t, files_t, tables_t
+        from lakehouse.storage.catalog import conflicts_t, files_t, snapshot_pins_t, tables_t
 
         files = self.catalog.as_arrow(files_t)
         rejected = files.filter(pc.equal(files["status"], "rejected"))
@@ -327,6 +327,7 @@ class Lakehouse:
             TableId("lakehouse", "rejected_files"): rejected.drop_columns(["fingerprint", "status", "rows"]),
             TableId("lakehouse", "tables"): self.catalog.as_arrow(tables_t),
             TableId("lakehouse", "conflicts"): self.catalog.as_arrow(conflicts_t),
+            TableId("lakehouse", "snapshot_pins"): self.catalog.as_arrow(snapshot_pins_t),
             TableId("lakehouse", "audit"): gov.as_arrow(g.access_t),
             TableId("lakehouse", "policy_changes"): gov.as_arrow(g.changes_t),
             TableId("lakehouse", "roles"): gov.as_arrow(g.roles_t),

@@ -16,6 +16,7 @@ from lakehouse.models.graph import ModelGraph
 from lakehouse.models.parser import MODELS_ROOT, load_models
 from lakehouse_assets.assets import asset_key, build_model_asset, build_ods_asset
 from lakehouse_assets.jobs import namespace_job
+from lakehouse_assets.maintenance import build_maintenance_job, build_maintenance_schedule
 from lakehouse_assets.ml import build_ml_assets
 from lakehouse_assets.partitions import LakehousePartitions
 from resources.lakehouse import LakehouseResource
@@ -90,10 +91,12 @@ def build_definitions(
         partitions_defs=partitions.hourly,
         job=reconcile,
     )
+    maintenance = build_maintenance_job([asset_key(t) for t in [*ods_tables, *model_tables]])
     resource = LakehouseResource.from_settings(settings) if explicit else LakehouseResource()
     return dg.Definitions(
         assets=assets,
-        jobs=[*jobs.values(), reconcile],
+        jobs=[*jobs.values(), reconcile, maintenance],
+        schedules=[build_maintenance_schedule(maintenance)],  # daily table maintenance, on by default
         sensors=[datascan],
         resources={"lakehouse": resource},
         executor=dg.in_process_executor,  # one process per run: a partition's steps share it (STACK notes)

@@ -12,6 +12,7 @@ import click
 from lakehouse.cli.dashboard import dashboard
 from lakehouse.cli.generate import generate
 from lakehouse.cli.governance import audit, policy, share
+from lakehouse.cli.maintain import maintain
 from lakehouse.cli.options import LakehouseGroup
 from lakehouse.cli.query import partitions, rejected, sql, tables
 from lakehouse.cli.serving import serve, user
@@ -40,7 +41,20 @@ def main() -> None:
     """Open lakehouse on Dagster: DataScan, SQL models, Iceberg/Delta tables, DuckDB."""
 
 
-for command in (sql, policy, share, audit, generate, tables, partitions, rejected, user, serve, dashboard):
+for command in (
+    sql,
+    policy,
+    share,
+    audit,
+    generate,
+    tables,
+    partitions,
+    rejected,
+    user,
+    serve,
+    dashboard,
+    maintain,
+):
     main.add_command(command)
 
 

@@ -25,8 +25,8 @@ def sql(
 ) -> None:
     """Run a read-only QUERY (DuckDB SQL) over the catalog's tables as namespace.table.
 
-    System tables (owner only): lakehouse.snapshots, lakehouse.tables, lakehouse.files, lakehouse.rejected_files,
-    lakehouse.conflicts, lakehouse.audit, lakehouse.policy_changes, lakehouse.roles, lakehouse.users,
+    System tables (owner only): lakehouse.snapshots, lakehouse.snapshot_pins, lakehouse.tables, lakehouse.files,
+    lakehouse.rejected_files, lakehouse.conflicts, lakehouse.audit, lakehouse.policy_changes, lakehouse.roles, lakehouse.users,
     lakehouse.role_members, lakehouse.grants, lakehouse.masking_policies, lakehouse.masking_bindings."""
     result = open_lakehouse().sql(query, user=user, role=role, project=project, as_of=as_of)
     click.echo(render(result.to_pylist(), result.column_names, fmt))

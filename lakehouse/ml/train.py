@@ -146,14 +146,26 @@ class TrainResult:
 
 
 def read_pinned(
-    lh: Lakehouse, table: TableId, user: str | None, columns: list[str] | None = None
+    lh: Lakehouse,
+    table: TableId,
+    user: str | None,
+    columns: list[str] | None = None,
+    pinned_by: str | None = None,
+    new_pins: list[tuple[TableId, str]] | None = None,
 ) -> tuple[str | None, pa.Table]:
     """Pin the table's current snapshot, then read exactly that snapshot through the facade's
-    governed read (grants, masks, audit) as `user` (None: the owner). Returns (snapshot id, rows)."""
+    governed read (grants, masks, audit) as `user` (None: the owner). Returns (snapshot id, rows).
+
+    With `pinned_by` the snapshot is also pinned durably, before it is read (lakehouse_snapshot_pins:
+    table maintenance and snapshot expiry never remove it); pins made now are added to `new_pins`."""
     ident = lh.canonical(table.namespace, table.name)
     if not lh.tables.exists(ident):
         raise NotEnoughData(f"table {ident} does not exist yet (build it first)")
     version = lh.tables.pinned(ident).version
+    if pinned_by is not None and version is not None:
+        new = lh.catalog.pin_snapshot(ident.namespace, ident.name, version, pinned_by)
+        if new and new_pins is not None:
+            new_pins.append((ident, version))
     return version, lh.read_table(ident, user=user, columns=columns, snapshot=version)
 
 
@@ -429,17 +441,40 @@ def train(
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Read the spec's inputs at pinned snapshots, train, evaluate on the held-out split next to the
-    baseline, and save the versioned artifact."""
-    import numpy as np
-
+    baseline, and save the versioned artifact. The snapshots read are pinned in the catalog for
+    `ml/<model>` (lakehouse.snapshot_pins), so table maintenance keeps them; a training that fails
+    removes the pins it made."""
     if device is None:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     snapshots: dict[str, str | None] = {}
     tables: dict[TableId, pa.Table] = {}
-    for table in spec.tables:
-        snapshots[str(table)], tables[table] = read_pinned(lh, table, spec.user)
+    pinned_by = f"ml/{spec.name}"  # the snapshots a model was trained on stay readable (its lineage)
+    new_pins: list[tuple[TableId, str]] = []
+    try:
+        for table in spec.tables:
+            snapshots[str(table)], tables[table] = read_pinned(
+                lh, table, spec.user, None, pinned_by, new_pins
+            )
+        return _train(lh, spec, seed, device, log, snapshots, tables)
+    except BaseException:
+        for ident, version in new_pins:  # no model recorded them: the pins made for it go again
+            lh.catalog.unpin_snapshot(ident.namespace, ident.name, version, pinned_by)
+        raise
+
+
+def _train(
+    lh: Lakehouse,
+    spec: ModelSpec,
+    seed: int,
+    device: str,
+    log: Callable[[str], None] | None,
+    snapshots: dict[str, str | None],
+    tables: dict[TableId, pa.Table],
+) -> TrainResult:
+    import numpy as np
+
     if spec.name == VEHICLE_SPEED.name:
         frame = vehicle_frame(tables[VEHICLE_TABLE])
     elif spec.name == GAME_D7_CHURN.name:

@@ -8,6 +8,7 @@
 - lakehouse_builds: what each table partition was built from; what is stale derives from it
   (lakehouse/models/reconcile.py), with lakehouse_key_changes and lakehouse_build_failures.
 - lakehouse_workers, lakehouse_leases: who reconciles a namespace now (lakehouse/storage/leases.py).
+- lakehouse_snapshot_pins: snapshots that must stay readable (pins.py; table maintenance keeps them).
 
 Keeping this in the database (not in a sensor cursor) makes a daemon restart neither miss nor
 reprocess files, and lets `lakehouse sql` query it as lakehouse.files / lakehouse.rejected_files.
@@ -36,9 +37,11 @@ from lakehouse.storage.catalog_schema import (  # noqa: F401 - the tables are pa
     leases_t,
     metadata,
     partition_days_t,
+    snapshot_pins_t,
     tables_t,
     workers_t,
 )
+from lakehouse.storage.pins import PinBook
 
 
 def arrow_schema(table: sa.Table) -> pa.Schema:
@@ -97,7 +100,7 @@ def schema_change(engine: sa.Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
-class CatalogDB(BuildBook):
+class CatalogDB(BuildBook, PinBook):
     """Typed access to the bookkeeping tables. Cheap to create; the engine is shared per URL."""
 
     _engines: dict[str, sa.Engine] = {}

@@ -127,3 +127,16 @@ partition_days_t = sa.Table(
 )
 """Which days (of a model's day_index column) each hourly partition holds: the days a rewrite of the
 hour now holds, so a daily reader knows which hours it reads for a day (and their versions)."""
+
+snapshot_pins_t = sa.Table(
+    "lakehouse_snapshot_pins",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("table_name", sa.String(255), primary_key=True),
+    sa.Column("snapshot_id", sa.String(64), primary_key=True),
+    sa.Column("pinned_by", sa.String(255), primary_key=True),
+    sa.Column("pinned_at", sa.DateTime, nullable=False),
+)
+"""Snapshots something depends on (a trained model read them: pinned_by `ml/<model>`): table
+maintenance (lakehouse/maintenance/) and the automatic bounded expiry of Iceberg tables never expire
+them. Removed with `lakehouse maintain --unpin NS.TABLE@SNAPSHOT`; listed as lakehouse.snapshot_pins."""

@@ -156,17 +156,22 @@ class IcebergTableStore(TableStore):
         """Keep the table's metadata bounded: past 2 x ICEBERG_SNAPSHOTS_KEPT snapshots, expire the oldest.
 
         Every commit copies and rewrites the metadata, so without this each write of a long-lived
-        table would cost more than the one before. Data files of expired snapshots stay on disk."""
+        table would cost more than the one before. Pinned snapshots (lakehouse_snapshot_pins: a
+        trained model read them) are never expired. Data files of expired snapshots stay on disk
+        until `lakehouse maintain` removes them as orphans."""
         loaded = self._load(table)
         snapshots = sorted(loaded.metadata.snapshots, key=lambda s: s.timestamp_ms)
         if len(snapshots) <= 2 * ICEBERG_SNAPSHOTS_KEPT:
             return
         current = loaded.current_snapshot()
+        pinned = self.db.pinned_snapshots(table.namespace, table.name)
         old = [
             s.snapshot_id
             for s in snapshots[:-ICEBERG_SNAPSHOTS_KEPT]
-            if current is None or s.snapshot_id != current.snapshot_id
+            if (current is None or s.snapshot_id != current.snapshot_id) and str(s.snapshot_id) not in pinned
         ]
+        if not old:
+            return
         try:
             loaded.maintenance.expire_snapshots().by_ids(old).commit()
         except Exception as exc:  # best effort: a concurrent commit wins, the next write expires
