@@ -46,7 +46,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def postgres_catalog(postgres: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+def postgres_catalog(postgres: PostgresServer) -> Iterator[str]:
     """A fresh catalog database on the session's server: its SQLAlchemy URL; dropped after the test."""
     name = f"t{next(_DATABASES)}"
     yield postgres.create_database(name)

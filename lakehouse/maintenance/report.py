@@ -98,18 +98,8 @@ COLUMNS = [
 ]
 """The columns `lakehouse maintain` shows as a table (--format json has every field)."""
 
-TOTALS = [
-    "files_before",
-    "files_after",
-    "partitions_compacted",
-    "compaction_skipped",
-    "snapshots_expired",
-    "snapshots_kept",
-    "pinned_kept",
-    "vacuum_files",
-    "orphan_files",
-    "bytes_freed",
-]
+TOTALS = [c for c in COLUMNS if c not in ("table", "seconds")]
+"""The columns summed over the tables."""
 
 
 @dataclass

@@ -19,20 +19,28 @@ imported inside functions only, so importing this module (at code-location load)
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import json
-import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.core.ids import TableId
+from lakehouse.ml.features import (
+    GAME_TABLE,
+    TEST_FRACTION,
+    VEHICLE_TABLE,
+    NotEnoughData,
+    churn_frame,
+    split,
+    vehicle_frame,
+)
+from lakehouse.ml.metrics import binary_metrics, regression_metrics
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,18 +50,11 @@ if TYPE_CHECKING:
     from lakehouse.facade import Lakehouse
 
 DEFAULT_SEED = 7
-TEST_FRACTION = 0.25
 
-VEHICLE_TABLE = TableId("iov", "ads_vehicle_hourly_stat")
 VEHICLE_USER = "RAM$alice"
 """The vehicle model is trained as the third party, on what it may see (the vin masked)."""
-GAME_TABLE = TableId("game_db", "dws_user_activity_daily")
 GAME_USER: str | None = None
 """No governed role reads the game tables yet: the churn model reads as the owner."""
-
-
-class NotEnoughData(ValueError):
-    """The inputs hold too few rows (or one class only) to train and evaluate a model."""
 
 
 @dataclass(frozen=True)
@@ -109,18 +110,6 @@ MODELS = {m.name: m for m in (VEHICLE_SPEED, GAME_D7_CHURN)}
 
 
 @dataclass(frozen=True)
-class Frame:
-    """A model's rows: features, target, and the key the split hashes (one per row, sorted)."""
-
-    features: list[str]
-    x: np.ndarray  # float64, rows x features
-    y: np.ndarray  # float64
-    keys: list[str]
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Anything the feature spec must remember to rebuild features (e.g. a category vocabulary)."""
-
-
-@dataclass(frozen=True)
 class TrainResult:
     spec: ModelSpec
     seed: int
@@ -169,122 +158,7 @@ def read_pinned(
     return version, lh.read_table(ident, user=user, columns=columns, snapshot=version)
 
 
-# --- features --------------------------------------------------------------------------------------
-
-
-def _sorted_frame(features: list[str], rows: list[tuple[str, list[float], float]], **extra: Any) -> Frame:
-    import numpy as np
-
-    rows.sort(key=lambda r: (r[0], r[1], r[2]))  # one order whatever order the scan returned
-    x = np.array([r[1] for r in rows], dtype=np.float64).reshape(len(rows), len(features))
-    y = np.array([r[2] for r in rows], dtype=np.float64)
-    return Frame(features, x, y, [r[0] for r in rows], extra)
-
-
-def vehicle_frame(table: pa.Table) -> Frame:
-    """avg_speed from total_distance and the hour of day. The (masked) vin only keys the split."""
-    features = ["total_distance", "log1p_total_distance", "hour_sin", "hour_cos"]
-    rows: list[tuple[str, list[float], float]] = []
-    for r in table.select(["vin", "stat_hour", "total_distance", "avg_speed"]).to_pylist():
-        if r["total_distance"] is None or r["avg_speed"] is None or r["stat_hour"] is None:
-            continue
-        distance, hour = float(r["total_distance"]), int(str(r["stat_hour"])[-2:])
-        angle = 2 * math.pi * hour / 24
-        key = f"{r['stat_hour']}|{r['vin']}|{distance!r}|{float(r['avg_speed'])!r}"
-        rows.append(
-            (
-                key,
-                [distance, math.log1p(max(distance, 0.0)), math.sin(angle), math.cos(angle)],
-                r["avg_speed"],
-            )
-        )
-    return _sorted_frame(features, rows)
-
-
-def churn_frame(table: pa.Table, devices: list[str] | None = None) -> Frame:
-    """One row per player and day d they were active on, for the days d with d+7 in the data:
-    label 1 when the player is not active on d+7. Features: the day's events, purchases and paid
-    orders, its devices (share of events), and the previous six days' activity."""
-    import pyarrow.compute as pc
-
-    day_text = pc.cast(table["dt"], "string") if "dt" in table.column_names else None
-    if day_text is None:
-        raise NotEnoughData(f"{GAME_TABLE} has no dt column")
-    days = [dt.date.fromisoformat(d[:10]).toordinal() for d in day_text.to_pylist()]
-    per: dict[tuple[int, int], dict[str, Any]] = {}
-    for day, user, device, events, amount, paid in zip(
-        days,
-        table["user_id"].to_pylist(),
-        table["device_type"].to_pylist(),
-        table["events"].to_pylist(),
-        table["purchase_amount"].to_pylist(),
-        table["paid_orders"].to_pylist(),
-        strict=True,
-    ):
-        if user is None:
-            continue
-        a = per.setdefault((user, day), {"events": 0, "amount": 0.0, "paid": 0, "devices": {}})
-        a["events"] += int(events or 0)
-        a["amount"] += float(amount or 0)
-        a["paid"] += int(paid or 0)
-        name = device or "unknown"
-        a["devices"][name] = a["devices"].get(name, 0) + int(events or 0)
-    if not per:
-        raise NotEnoughData(f"{GAME_TABLE} is empty")
-    first, last = min(d for _, d in per), max(d for _, d in per)
-    if devices is None:
-        devices = sorted({name for a in per.values() for name in a["devices"]})
-    features = [
-        "log1p_events",
-        "log1p_purchase_amount",
-        "log1p_paid_orders",
-        "prev6_active_days",
-        "prev6_days_observed",
-        "log1p_prev6_events",
-        "active_prev_day",
-        *[f"device_share_{d}" for d in devices],
-    ]
-    rows: list[tuple[str, list[float], float]] = []
-    for (user, day), a in per.items():
-        if day + 7 > last:
-            continue  # d+7 is not in the data yet: no label
-        prev = [per.get((user, day - k)) for k in range(1, 7)]
-        observed = min(6, day - first)
-        total = max(a["events"], 1)
-        values = [
-            math.log1p(a["events"]),
-            math.log1p(max(a["amount"], 0.0)),
-            math.log1p(a["paid"]),
-            float(sum(p is not None for p in prev[:observed])),
-            float(observed),
-            math.log1p(sum(p["events"] for p in prev if p is not None)),
-            float(prev[0] is not None),
-            *[a["devices"].get(d, 0) / total for d in devices],
-        ]
-        label = float((user, day + 7) not in per)
-        rows.append((f"{user}|{dt.date.fromordinal(day).isoformat()}", values, label))
-    return _sorted_frame(features, rows, devices=devices, split_by="user")
-
-
 # --- the split, the model, the metrics ------------------------------------------------------------
-
-
-def _unit_hash(text: str) -> float:
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def split(frame: Frame, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (train, test) from a hash of each row's key (the player for churn, so no
-    player is in both) and the seed: the same rows and seed always split the same way."""
-    import numpy as np
-
-    by_user = frame.extra.get("split_by") == "user"
-    test = np.array(
-        [_unit_hash(f"{seed}:{k.split('|')[0] if by_user else k}") < TEST_FRACTION for k in frame.keys],
-        dtype=bool,
-    )
-    return ~test, test
 
 
 @contextmanager
@@ -338,58 +212,19 @@ def predict(module: torch.nn.Module, x: np.ndarray, device: str) -> np.ndarray:
     return out.double().cpu().numpy()
 
 
-def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    import numpy as np
-
-    err = pred - y
-    sst = float(np.sum((y - y.mean()) ** 2))
-    return {
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mae": float(np.mean(np.abs(err))),
-        "r2": 1.0 - float(np.sum(err**2)) / sst if sst > 0 else 0.0,
-    }
-
-
-def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC as the Mann-Whitney statistic (ties count one half)."""
-    import numpy as np
-
-    pos, neg = score[y == 1], score[y == 0]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
-    ranks = np.empty(len(order), dtype=np.float64)
-    values = np.concatenate([pos, neg])[order]
-    i = 0
-    while i < len(values):  # average ranks of ties
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    import numpy as np
-
-    q = np.clip(p, 1e-7, 1 - 1e-7)
-    return {
-        "log_loss": float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))),
-        "auc": auc(y, p),
-        "accuracy": float(np.mean((p >= 0.5) == (y == 1))),
-        "brier": float(np.mean((p - y) ** 2)),
-        "positive_rate": float(np.mean(y)),
-    }
-
-
 # --- versions and artifacts -----------------------------------------------------------------------
 
 
 @cache
 def code_version() -> str:
-    """A digest of this module's source: a change to the training code is a new model version."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    """A digest of the training code's source (this module, features.py, metrics.py): a change to it
+    is a new model version."""
+    from lakehouse.ml import features, metrics
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for module in (features, metrics):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def model_version(spec: ModelSpec, snapshots: dict[str, str | None], seed: int) -> str:
