@@ -30,13 +30,13 @@ system-deps: ## Debian packages the tests need when missing: Java (PySpark), chr
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[serve,ml,postgres,test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[serve,ml,postgres,spark,test]'
 	@touch $(STAMP)
 
 lock: ## Refresh constraints.txt: resolve pyproject.toml anew in a scratch venv and pin what it installed
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip
-	.lock-venv/bin/pip install --quiet -e '.[serve,ml,postgres,test]'
+	.lock-venv/bin/pip install --quiet -e '.[serve,ml,postgres,spark,test]'
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^lakehouse' > constraints.txt
 	rm -rf .lock-venv
 	@echo "constraints.txt refreshed: run make test, then commit it"

@@ -60,9 +60,20 @@ class Lakehouse:
 
     @cached_property
     def engine(self) -> Engine:
+        """The engine SQL models run on (LAKEHOUSE_ENGINE). Queries through `sql()` and every
+        governed read run on DuckDB over the same snapshots whatever it is."""
         from lakehouse.engines import open_engine
 
-        return open_engine()
+        return open_engine(
+            self.settings.engine, spark_remote=self.settings.spark_remote, locate=self.tables.location
+        )
+
+    @cached_property
+    def local_engine(self) -> Engine:
+        """DuckDB, embedded: ad-hoc and governed queries, checks and bookkeeping on any engine."""
+        from lakehouse.engines import open_engine
+
+        return open_engine("duckdb")
 
     @cached_property
     def governance(self) -> GovernanceDB:
@@ -192,7 +203,7 @@ class Lakehouse:
         owner = Principal()
         # Serving: the owner's queries too get the limits, pooled connections and the result cache.
         serving = self.access.keep_small_tables
-        engine = self.access.engine(self.settings.query_timeout_seconds) if serving else self.engine
+        engine = self.access.engine(self.settings.query_timeout_seconds) if serving else self.local_engine
 
         def run() -> pa.Table:
             for ident, pinned in pins.items():

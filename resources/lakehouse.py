@@ -30,6 +30,10 @@ class LakehouseResource(dg.ConfigurableResource):
     """Overrides LAKEHOUSE_TIMEZONE (IANA zone of event times)."""
     daily_start_date: str | None = None
     """Overrides LAKEHOUSE_DAILY_START_DATE."""
+    engine: str | None = None
+    """Overrides LAKEHOUSE_ENGINE (duckdb | spark): the engine SQL models run on."""
+    spark_remote: str | None = None
+    """Overrides LAKEHOUSE_SPARK_REMOTE (sc://host:port) for engine spark."""
 
     def settings(self) -> LakehouseSettings:
         import os
@@ -44,6 +48,8 @@ class LakehouseResource(dg.ConfigurableResource):
             "LAKEHOUSE_DISTANCE_METHOD": self.distance_method,
             "LAKEHOUSE_TIMEZONE": self.timezone,
             "LAKEHOUSE_DAILY_START_DATE": self.daily_start_date,
+            "LAKEHOUSE_ENGINE": self.engine,
+            "LAKEHOUSE_SPARK_REMOTE": self.spark_remote,
         }
         env.update({name: value for name, value in overrides.items() if value})
         return LakehouseSettings.from_env(env)  # the same validation as the environment gets
@@ -62,4 +68,6 @@ class LakehouseResource(dg.ConfigurableResource):
             distance_method=settings.distance_method,
             timezone=settings.timezone,
             daily_start_date=settings.daily_start_date,
+            engine=settings.engine,
+            spark_remote=settings.spark_remote,
         )

@@ -16,6 +16,7 @@ from lakehouse.cli.maintain import maintain
 from lakehouse.cli.options import LakehouseGroup
 from lakehouse.cli.query import partitions, rejected, sql, tables
 from lakehouse.cli.serving import serve, user
+from lakehouse.cli.spark import spark
 
 
 class Commands(LakehouseGroup):
@@ -54,6 +55,7 @@ for command in (
     serve,
     dashboard,
     maintain,
+    spark,
 ):
     main.add_command(command)
 

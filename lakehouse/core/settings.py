@@ -5,6 +5,7 @@ Names (keep them, users depend on them):
     LAKEHOUSE_TABLE_FORMAT, LAKEHOUSE_SCAN_INTERVAL_SECONDS, LAKEHOUSE_DISTANCE_METHOD,
     LAKEHOUSE_TIMEZONE, LAKEHOUSE_DAILY_START_DATE,
     LAKEHOUSE_QUERY_TIMEOUT_SECONDS, LAKEHOUSE_QUERY_MEMORY_LIMIT (governed queries),
+    LAKEHOUSE_ENGINE, LAKEHOUSE_SPARK_REMOTE (the engine models run on),
     LAKEHOUSE_MASKING_SALT, LAKEHOUSE_AUDIT_KEY (secrets: read where used, never kept here),
     AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
 """
@@ -23,6 +24,7 @@ DistanceMethod = Literal["haversine", "planar"]
 
 TABLE_FORMATS: tuple[str, ...] = ("iceberg", "delta")
 DISTANCE_METHODS: tuple[str, ...] = ("haversine", "planar")
+ENGINES: tuple[str, ...] = ("duckdb", "spark")
 
 
 MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
@@ -115,6 +117,10 @@ class LakehouseSettings:
     """Engine memory limit of one governed query, e.g. 4GB. Env: LAKEHOUSE_QUERY_MEMORY_LIMIT."""
     s3: S3Credentials = field(default_factory=S3Credentials)
     """Credentials for s3:// locations."""
+    engine: str = "duckdb"
+    """The engine every SQL model runs on: duckdb (embedded) or spark. Env: LAKEHOUSE_ENGINE."""
+    spark_remote: str | None = None
+    """Spark Connect URL sc://host:port for engine spark. Env: LAKEHOUSE_SPARK_REMOTE."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LakehouseSettings:
@@ -170,6 +176,19 @@ class LakehouseSettings:
             raise ConfigError(
                 f"LAKEHOUSE_QUERY_MEMORY_LIMIT must be a size such as 512MB or 4GB, got {memory!r}"
             )
+        engine = (env.get("LAKEHOUSE_ENGINE") or "duckdb").strip().lower()
+        if engine not in ENGINES:
+            raise ConfigError(f"LAKEHOUSE_ENGINE must be one of {ENGINES}, got {engine!r}")
+        remote = (env.get("LAKEHOUSE_SPARK_REMOTE") or "").strip() or None
+        if remote is not None and not re.match(r"^sc://[^/\s:]+:\d+(/.*)?$", remote):
+            raise ConfigError(
+                f"LAKEHOUSE_SPARK_REMOTE must be a Spark Connect URL sc://host:port, got {remote!r}"
+            )
+        if engine == "spark" and remote is None:
+            raise ConfigError(
+                "LAKEHOUSE_ENGINE=spark needs LAKEHOUSE_SPARK_REMOTE=sc://host:port "
+                "(`lakehouse spark start` prints one)"
+            )
         return cls(
             home=home,
             landing_uri=as_uri(env.get("LAKEHOUSE_LANDING_URI") or f"{home}/landing"),
@@ -183,6 +202,8 @@ class LakehouseSettings:
             query_timeout_seconds=timeout,
             query_memory_limit=memory,
             s3=S3Credentials.from_env(env),
+            engine=engine,
+            spark_remote=remote,
         )
 
     @classmethod

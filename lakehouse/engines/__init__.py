@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from lakehouse.engines.base import Engine, QueryError, QueryLimitExceeded, ReadOnlyViolation, Session
+
+if TYPE_CHECKING:
+    from lakehouse.core.ids import TableId
 
 __all__ = ["Engine", "QueryError", "QueryLimitExceeded", "ReadOnlyViolation", "Session", "open_engine"]
 
@@ -14,9 +20,12 @@ def open_engine(
     timeout_seconds: float | None = None,
     timeout_limit: float | None = None,
     pooled: bool = False,
+    spark_remote: str | None = None,
+    locate: Callable[[TableId], str] | None = None,
 ) -> Engine:
-    """The engine by name (`duckdb` is the only one this release ships), optionally with limits that
-    every statement it runs must keep (governed queries), reusing connections when `pooled`."""
+    """The engine by name: `duckdb` (embedded), optionally with limits that every statement it runs
+    must keep (governed queries), reusing connections when `pooled`; or `spark` on the Spark
+    Connect server at `spark_remote` (sc://host:port)."""
     if name == "duckdb":
         from lakehouse.engines.duckdb import DuckDBEngine
 
@@ -26,4 +35,10 @@ def open_engine(
             timeout_limit=timeout_limit,
             pooled=pooled,
         )
-    raise ValueError(f"unknown engine {name!r}; available: duckdb")
+    if name == "spark":
+        from lakehouse.engines.spark import SparkEngine
+
+        if not spark_remote:
+            raise ValueError("engine spark needs a Spark Connect URL (LAKEHOUSE_SPARK_REMOTE)")
+        return SparkEngine(spark_remote, locate)
+    raise ValueError(f"unknown engine {name!r}; available: duckdb, spark")

@@ -100,7 +100,12 @@ def run_model(
 
     The result streams from the engine into one atomic partition write, so memory stays bounded;
     checks then run on the partition as it was written. Afterwards the run knows what it changed
-    (days, keys); what it was built from is recorded by the caller (see reconcile.py)."""
+    (days, keys); what it was built from is recorded by the caller (see reconcile.py).
+    On the Spark engine, Spark writes the partition and the table store commits it (spark_run.py)."""
+    if lh.engine.name == "spark":
+        from lakehouse.models.spark_run import run_model_on_spark
+
+        return run_model_on_spark(lh, model, partition_key, graph)
     with lh.engine.session() as session:
         return _run_model(lh, session, model, partition_key, graph or ModelGraph([model]))
 
@@ -198,7 +203,7 @@ def run_models(
     are held in memory: the caller bounds the batch (reconcile.py batches hours by their input
     rows); a single partition streams instead (run_model)."""
 
-    if len(partition_keys) == 1 or model.partitioning is Partitioning.NONE:
+    if len(partition_keys) == 1 or model.partitioning is Partitioning.NONE or lh.engine.name == "spark":
         return [run_model(lh, model, key, graph) for key in partition_keys]
     with lh.engine.session() as session:
         return _run_models(lh, session, model, partition_keys, graph or ModelGraph([model]))

@@ -349,7 +349,7 @@ def _hours_holding(lh: Lakehouse, table: TableId, column: str, values: list[Any]
 
     if not lh.tables.exists(table):
         return []
-    result = lh.engine.query(
+    result = lh.local_engine.query(
         f"select distinct dt || '-' || hh as key from t where {quote_ident(column)} in (select v from k)",
         {"t": lh.tables.dataset(table), "k": pa.table({"v": values})},
         statement_name=f"{table}: hours holding changed {column} values",

@@ -54,6 +54,17 @@ class Pinned:
     """Total size of its data files, when the format says it cheaply (None: unknown)."""
 
 
+@dataclass(frozen=True)
+class CommittedFile:
+    """A data file another engine wrote, as a commit adds it."""
+
+    path: str
+    bytes: int
+    rows: int
+    partition_values: Mapping[str, str | None]
+    """Every partition column of the table -> its value in this file, as text (None: NULL)."""
+
+
 class TableStore(ABC):
     """Create, evolve, overwrite partitions of, and scan tables of one format."""
 
@@ -200,6 +211,53 @@ class TableStore(ABC):
 
     def read(self, table: TableId, partition: Mapping[str, str] | None = None) -> pa.Table:
         return self.dataset(table, partition).to_table()
+
+    # -- files another engine wrote (Spark) -----------------------------------------------------
+    files_hold_partition_columns = True
+    """Whether data files carry the partition columns (Iceberg) or only their paths do (Delta)."""
+
+    def staging_location(self, table: TableId) -> str:
+        """A new, unique folder under the table's location for another engine's Parquet output:
+        files left there by a writer that died before committing are orphans (lakehouse maintain)."""
+        import uuid
+
+        return f"{self.location(table)}/data/_engine_{uuid.uuid4().hex}"
+
+    def commit_files(
+        self,
+        table: TableId,
+        files: Sequence[tuple[str, Mapping[str, str | None]]],
+        partition: Mapping[str, str],
+    ) -> int:
+        """Atomically make the partition hold exactly the rows of these Parquet files (another
+        engine wrote them under staging_location), in one commit, retried on a concurrent commit.
+
+        Each file comes with the values of the table's other partition columns it holds (a day
+        index); files with no rows are left out. Returns the number of rows committed."""
+        import pyarrow.parquet as pq
+
+        filesystem, paths = arrow_paths([f for f, _ in files], self.settings)
+        sized = []
+        for (original, values), path in zip(files, paths, strict=True):
+            meta = pq.read_metadata(path, filesystem=filesystem)
+            if meta.num_rows:
+                size = filesystem.get_file_info(path).size
+                sized.append(CommittedFile(original, size, meta.num_rows, {**values, **partition}))
+        for attempt in range(COMMIT_RETRIES):
+            try:
+                self._commit_files(table, sized, partition)
+                return sum(f.rows for f in sized)
+            except Exception as exc:
+                if not is_commit_conflict(exc) or attempt == COMMIT_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    @abstractmethod
+    def _commit_files(
+        self, table: TableId, files: Sequence[CommittedFile], partition: Mapping[str, str]
+    ) -> None:
+        """One commit replacing the partition's files by `files`."""
 
 
 def is_commit_conflict(exc: Exception) -> bool:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.core.ids import TableId
 from lakehouse.storage.schemas import normalize_schema
-from lakehouse.storage.tables.base import Pinned, SnapshotInfo, TableStore
+from lakehouse.storage.tables.base import CommittedFile, Pinned, SnapshotInfo, TableStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -108,6 +108,34 @@ class DeltaTableStore(TableStore):
             if failures:
                 raise failures[0] from None
             raise
+
+    files_hold_partition_columns = False
+
+    def _commit_files(
+        self, table: TableId, files: Sequence[CommittedFile], partition: Mapping[str, str]
+    ) -> None:
+        import json
+        import time
+
+        from deltalake.transaction import AddAction
+
+        delta = self._table(table)
+        root = self.location(table).rstrip("/") + "/"
+        now = int(time.time() * 1000)
+        actions = []
+        for file in files:
+            relative = file.path.removeprefix("file://").removeprefix(root.removeprefix("file://"))
+            relative = relative.removeprefix(root)
+            stats = json.dumps({"numRecords": file.rows})
+            actions.append(AddAction(relative, file.bytes, dict(file.partition_values), now, True, stats))
+        filters = [(c, "=", v) for c, v in partition.items()] or None
+        delta.create_write_transaction(
+            actions,
+            mode="overwrite",
+            schema=delta.schema(),
+            partition_by=list(delta.metadata().partition_columns) or None,
+            partition_filters=filters,
+        )
 
     def dataset(self, table: TableId, partition: Mapping[str, str] | None = None) -> pads.Dataset:
         filters = [(c, "=", v) for c, v in (partition or {}).items()] or None

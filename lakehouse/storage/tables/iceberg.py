@@ -11,6 +11,7 @@ from lakehouse.core.ids import TableId
 from lakehouse.storage.catalog import CatalogDB, schema_change
 from lakehouse.storage.schemas import normalize_schema
 from lakehouse.storage.tables.base import (
+    CommittedFile,
     Pinned,
     SnapshotInfo,
     TableStore,
@@ -150,6 +151,18 @@ class IcebergTableStore(TableStore):
                     pending, size = [], 0
             if size:
                 tx.append(pa.concat_tables(pending))
+        self._expire_snapshots(table)
+
+    def _commit_files(
+        self, table: TableId, files: Sequence[CommittedFile], partition: Mapping[str, str]
+    ) -> None:
+        # Delete and add in one transaction = one commit (as _replace). add_files takes each file's
+        # partition values from its column statistics: the files hold the partition columns.
+        with warnings.catch_warnings(), self._load(table).transaction() as tx:
+            warnings.filterwarnings("ignore", message="Delete operation did not match any records")
+            tx.delete(_iceberg_filter(partition))
+            if files:
+                tx.add_files([f.path for f in files], check_duplicate_files=False)
         self._expire_snapshots(table)
 
     def _expire_snapshots(self, table: TableId) -> None:
