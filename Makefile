@@ -8,7 +8,7 @@ export LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 export DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster_home
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps lock demo test test-fast test-postgres dev lint bench bench-iov bench-game bench-freshness bench-crash bench-serve bench-stack clean
+.PHONY: help install system-deps lock demo test test-fast test-postgres dev lint bench bench-iov bench-game bench-freshness bench-crash bench-serve bench-stack bench-spark clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -63,7 +63,7 @@ lint: install ## ruff lint + format check, mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: bench-iov bench-game bench-freshness bench-crash bench-serve bench-stack ## All benchmarks (about an hour)
+bench: bench-iov bench-game bench-freshness bench-crash bench-serve bench-stack bench-spark ## All benchmarks (about an hour and a half)
 
 bench-iov: install ## One hour of 3.6M GPS rows through the pipeline vs DuckDB alone; one DataScan tick
 	$(BIN)/python -m benchmarks.run
@@ -79,6 +79,9 @@ bench-serve: install ## The SQL endpoint: 8 MySQL clients as the masked third pa
 
 bench-stack: install ## One DataScan tick with 2,000 partitions, the catalog on a real PostgreSQL server vs SQLite
 	$(BIN)/python -m benchmarks.stack
+
+bench-spark: install ## The models on DuckDB vs Spark (2 workers, started here): the 3.6M-row hour and 30 days of game history, with Spark's time by phase
+	$(BIN)/python -m benchmarks.spark
 
 bench-crash: install ## The randomized crash sweep: SIGKILL `lakehouse scan` at random instants, recover, compare
 	LAKEHOUSE_CRASH_SWEEP=$${LAKEHOUSE_CRASH_SWEEP:-30} $(BIN)/pytest -q -s -m sweep tests/integration/test_crash_sweep.py

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from lakehouse.cli.options import format_option, open_lakehouse, render
@@ -102,3 +104,58 @@ def audit_verify() -> None:
         f"audit trail intact: {report.chained} chained row(s){detail}, "
         f"{report.started} attempt(s) never completed"
     )
+
+
+@share.command("spark")
+@click.option("--user", required=True, help="Publish as this user: its grants and masks apply.")
+@click.option("--role", help="Only this one of the user's roles.")
+@click.option("--table", "table", required=True, help="namespace.table")
+@click.option(
+    "--to", "root", required=True, help="A folder the Spark cluster reads too; one subfolder per snapshot."
+)
+@click.option("--spark-table", required=True, help="database.view to create in the Spark cluster's catalog.")
+@click.option(
+    "--watch",
+    "every",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Keep going: publish each new snapshot, checking every SECONDS (until Ctrl-C or SIGTERM).",
+)
+def share_spark(
+    user: str, role: str | None, table: str, root: str, spark_table: str, every: float | None
+) -> None:
+    """Publish the table as USER sees it (masked) as a view of the Spark cluster at
+    LAKEHOUSE_SPARK_REMOTE, refreshed on new snapshots: the Spark team reads it with
+    spark.table("<database.view>")."""
+    import contextlib
+    import signal
+
+    from lakehouse.governance.share_spark import publish_to_spark, watch
+
+    lakehouse = open_lakehouse()
+    remote = lakehouse.settings.spark_remote
+    if not remote:
+        raise click.ClickException(
+            "set LAKEHOUSE_SPARK_REMOTE=sc://host:port (`lakehouse spark start` prints one)"
+        )
+
+    def publish() -> dict[str, Any]:
+        return publish_to_spark(lakehouse, table, root, spark_table, user=user, remote=remote, role=role)
+
+    def report(result: dict[str, Any]) -> None:
+        if result["published"]:
+            click.echo(
+                f"published {result['rows']} rows of {table} (version {result['version']}) as "
+                f"{spark_table}, reading {result['folder']}"
+            )
+        else:
+            click.echo(f"{spark_table} unchanged: already reads version {result['version']} of {table}")
+
+    if every is None:
+        report(publish())
+        return
+    stopping = [False]
+    signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__(0, True))
+    with contextlib.suppress(KeyboardInterrupt):
+        watch(publish, every, report, stop=lambda: stopping[0])

@@ -33,7 +33,7 @@ SESSION_CONF = {
     "spark.sql.timestampType": "TIMESTAMP_NTZ",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
-    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.shuffle.partitions": "4",
 }
 
 
@@ -141,18 +141,23 @@ class SparkEngine:
         *,
         default_namespace: str | None = None,
         statement_name: str = "query",
+        view_suffix: str = "",
     ) -> Any:
-        """The statement as a Spark DataFrame, analysed (so a bad statement fails here, by name)."""
+        """The statement as a Spark DataFrame, analysed (so a bad statement fails here, by name).
+
+        Its sources are bound as temporary views named after them (plus `view_suffix`, so that
+        several statements over different inputs can be combined in one job)."""
         started = time.perf_counter()
         bound: dict[tuple[str | None, str], Any] = {}
         for ident, source in sources.items():
             key = (None, ident) if isinstance(ident, str) else (ident.namespace, ident.name)
             bound[key] = source
         try:
-            text = translate(sql, default_namespace, bound)
+            text = translate(sql, default_namespace, bound, view_suffix)
             for (namespace, name), source in bound.items():
                 root = self.locate(TableId(namespace, name)) if self.locate and namespace else None
-                self.source_frame(source, root).createOrReplaceTempView(view_name(namespace, name))
+                view = view_name(namespace, name) + view_suffix
+                self.source_frame(source, root).createOrReplaceTempView(view)
             used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
             frame = self.spark.sql(text, args=used or None)
             frame.schema  # noqa: B018 - analysis happens here: errors name the statement

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,6 +39,8 @@ class ClusterState:
     """Process name (master, worker-1.., connect) -> PID, in start order."""
     logs: dict[str, str] = field(default_factory=dict)
     started_at: float = 0.0
+    driver_ui: str = ""
+    """The Connect server's driver UI (its REST API has per-stage metrics: shuffle time, bytes)."""
 
 
 def spark_home() -> Path:
@@ -92,6 +95,8 @@ def _environment(home: Path) -> dict[str, str]:
         SPARK_LOG_DIR=str(home / "spark" / "logs"),
         SPARK_WORKER_DIR=str(home / "spark" / "work"),
         PYSPARK_PYTHON=env.get("PYSPARK_PYTHON", "python3"),
+        # no REST submission server (it would take the fixed port 6066)
+        SPARK_MASTER_OPTS=(env.get("SPARK_MASTER_OPTS", "") + " -Dspark.master.rest.enabled=false").strip(),
     )
     # Secrets of the lakehouse are not the cluster's business.
     for name in ("LAKEHOUSE_MASKING_SALT", "LAKEHOUSE_AUDIT_KEY", "AWS_SECRET_ACCESS_KEY", "PGPASSWORD"):
@@ -258,6 +263,9 @@ def start(
         state.pids["connect"], state.logs["connect"] = pid, log
         _save(home, state)
         _wait("connect server", lambda: _port_open(port), pid, log, timeout)
+        bound = re.search(r"started service 'SparkUI' on port (\d+)", Path(log).read_text(errors="replace"))
+        state.driver_ui = f"http://{LOOPBACK}:{bound.group(1)}" if bound else ""
+        _save(home, state)
     except BaseException:
         stop(home)
         raise

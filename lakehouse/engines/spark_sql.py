@@ -15,6 +15,8 @@ module does not know stays as sqlglot writes it, and Spark's analyzer names it i
 - ordered aggregates `sum(x order by y)` -> `sum(x)`: Spark has none; the sum's order then differs,
   so doubles agree to rounding (1e-9 relative), not bit for bit.
 - `hugeint` -> `decimal(38, 0)`.
+- `try_cast(x as <integer type>)` -> `try_cast(round(try_cast(x as decimal(38, 9))) as <type>)`:
+  DuckDB reads '7.5' as 8, '1e2' as 100 and '12.0' as 12, where Spark's own cast gives NULL.
 - table names -> the temporary views the engine binds each source to; `$name` parameters -> Spark's
   named parameter markers `:name` (bound, never pasted into the text).
 """
@@ -37,6 +39,16 @@ def view_name(namespace: str | None, table: str) -> str:
     """The temporary view a source is bound to (Spark views are not qualified by a database)."""
     raw = f"{namespace}__{table}" if namespace else table
     return "__src_" + re.sub(r"[^A-Za-z0-9_]", "_", raw)
+
+
+def _integer_types() -> set[Any]:
+    from sqlglot import exp
+
+    t = exp.DataType.Type
+    return {t.TINYINT, t.SMALLINT, t.INT, t.BIGINT}
+
+
+_INTEGERS: set[Any] = set()
 
 
 def _anonymous(name: str, *args: Any) -> Any:
@@ -95,13 +107,18 @@ def _rewrite(node: Any) -> Any:
     if isinstance(node, exp.AggFunc) and isinstance(node.this, exp.Order):
         node.set("this", node.this.this)
         return node
+    if isinstance(node, exp.TryCast) and node.to.this in _INTEGERS:
+        exact = exp.TryCast(this=node.this, to=exp.DataType.build("decimal(38, 9)"), safe=True)
+        return exp.TryCast(this=exp.Round(this=exact), to=node.to, safe=True)
     if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
         return exp.DataType.build("decimal(38, 0)")
     return node
 
 
 @functools.lru_cache(maxsize=512)
-def _translate(sql: str, default_namespace: str | None, bound: tuple[tuple[str | None, str], ...]) -> str:
+def _translate(
+    sql: str, default_namespace: str | None, bound: tuple[tuple[str | None, str], ...], suffix: str
+) -> str:
     import sqlglot
     from sqlglot import exp
     from sqlglot.errors import ParseError
@@ -120,9 +137,11 @@ def _translate(sql: str, default_namespace: str | None, bound: tuple[tuple[str |
         if key not in known:
             raise QueryError(f"table {table.sql('duckdb')} is not bound for this statement")
         alias = table.alias
-        replacement = exp.to_table(view_name(*key))
+        replacement = exp.to_table(view_name(*key) + suffix)
         replacement.set("alias", exp.TableAlias(this=exp.to_identifier(alias or table.name)))
         table.replace(replacement)
+    if not _INTEGERS:
+        _INTEGERS.update(_integer_types())
     tree = tree.transform(_rewrite)
     return tree.sql(dialect="spark")
 
@@ -131,8 +150,10 @@ def translate(
     sql: str,
     default_namespace: str | None,
     bound: Mapping[tuple[str | None, str], Any] | tuple[tuple[str | None, str], ...],
+    view_suffix: str = "",
 ) -> str:
     """The Spark SQL text of a DuckDB query whose tables are the `bound` (namespace, table) keys
-    (a bare key (None, name) for sources bound without a namespace)."""
+    (a bare key (None, name) for sources bound without a namespace), read from views named
+    view_name(...) + view_suffix."""
     keys = tuple(sorted(bound, key=lambda k: (k[0] or "", k[1])))
-    return _translate(sql, default_namespace, keys)
+    return _translate(sql, default_namespace, keys, view_suffix)

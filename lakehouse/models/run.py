@@ -203,7 +203,11 @@ def run_models(
     are held in memory: the caller bounds the batch (reconcile.py batches hours by their input
     rows); a single partition streams instead (run_model)."""
 
-    if len(partition_keys) == 1 or model.partitioning is Partitioning.NONE or lh.engine.name == "spark":
+    if lh.engine.name == "spark" and model.partitioning is not Partitioning.NONE:
+        from lakehouse.models.spark_run import run_models_on_spark
+
+        return run_models_on_spark(lh, model, partition_keys, graph)
+    if len(partition_keys) == 1 or model.partitioning is Partitioning.NONE:
         return [run_model(lh, model, key, graph) for key in partition_keys]
     with lh.engine.session() as session:
         return _run_models(lh, session, model, partition_keys, graph or ModelGraph([model]))

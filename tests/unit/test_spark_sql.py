@@ -98,3 +98,10 @@ def test_engine_settings() -> None:
         LakehouseSettings.from_env({**base, "LAKEHOUSE_SPARK_REMOTE": "http://127.0.0.1:15002"})
     with pytest.raises(ConfigError, match="LAKEHOUSE_ENGINE must be one of"):
         LakehouseSettings.from_env({**base, "LAKEHOUSE_ENGINE": "presto"})
+
+
+def test_integer_try_cast_rounds_like_duckdb() -> None:
+    """DuckDB reads '7.5' as 8, '1e2' as 100 and '12.0' as 12; Spark's own cast gives NULL."""
+    text = spark("select try_cast(trim(s) as integer) from t")
+    assert "TRY_CAST(ROUND(TRY_CAST(TRIM(s) AS DECIMAL(38, 9))) AS INT)" in text
+    assert "TRY_CAST(x AS DOUBLE)" in spark("select try_cast(x as double) from t")

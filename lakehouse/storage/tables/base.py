@@ -227,13 +227,15 @@ class TableStore(ABC):
         self,
         table: TableId,
         files: Sequence[tuple[str, Mapping[str, str | None]]],
-        partition: Mapping[str, str],
-    ) -> int:
-        """Atomically make the partition hold exactly the rows of these Parquet files (another
-        engine wrote them under staging_location), in one commit, retried on a concurrent commit.
+        partitions: Sequence[Mapping[str, str]],
+    ) -> list[CommittedFile]:
+        """Atomically make each of the partitions hold exactly the rows of these Parquet files
+        (another engine wrote them under staging_location), retried on a concurrent commit.
 
-        Each file comes with the values of the table's other partition columns it holds (a day
-        index); files with no rows are left out. Returns the number of rows committed."""
+        Each file comes with its value of every partition column of the table (a day index too);
+        files with no rows are left out. Iceberg replaces all the partitions in one commit; Delta in
+        one commit per group of partitions its partition filters can name exactly (each partition
+        is always replaced atomically). Returns the files committed."""
         import pyarrow.parquet as pq
 
         filesystem, paths = arrow_paths([f for f, _ in files], self.settings)
@@ -242,11 +244,11 @@ class TableStore(ABC):
             meta = pq.read_metadata(path, filesystem=filesystem)
             if meta.num_rows:
                 size = filesystem.get_file_info(path).size
-                sized.append(CommittedFile(original, size, meta.num_rows, {**values, **partition}))
+                sized.append(CommittedFile(original, size, meta.num_rows, dict(values)))
         for attempt in range(COMMIT_RETRIES):
             try:
-                self._commit_files(table, sized, partition)
-                return sum(f.rows for f in sized)
+                self._commit_files(table, sized, list(partitions))
+                return sized
             except Exception as exc:
                 if not is_commit_conflict(exc) or attempt == COMMIT_RETRIES - 1:
                     raise
@@ -255,9 +257,9 @@ class TableStore(ABC):
 
     @abstractmethod
     def _commit_files(
-        self, table: TableId, files: Sequence[CommittedFile], partition: Mapping[str, str]
+        self, table: TableId, files: Sequence[CommittedFile], partitions: Sequence[Mapping[str, str]]
     ) -> None:
-        """One commit replacing the partition's files by `files`."""
+        """Replace the partitions' files by `files`."""
 
 
 def is_commit_conflict(exc: Exception) -> bool:

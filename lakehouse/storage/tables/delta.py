@@ -112,7 +112,7 @@ class DeltaTableStore(TableStore):
     files_hold_partition_columns = False
 
     def _commit_files(
-        self, table: TableId, files: Sequence[CommittedFile], partition: Mapping[str, str]
+        self, table: TableId, files: Sequence[CommittedFile], partitions: Sequence[Mapping[str, str]]
     ) -> None:
         import json
         import time
@@ -120,22 +120,39 @@ class DeltaTableStore(TableStore):
         from deltalake.transaction import AddAction
 
         delta = self._table(table)
-        root = self.location(table).rstrip("/") + "/"
+        root = self.location(table).removeprefix("file://").rstrip("/") + "/"
+        columns = list(delta.metadata().partition_columns)
         now = int(time.time() * 1000)
-        actions = []
-        for file in files:
-            relative = file.path.removeprefix("file://").removeprefix(root.removeprefix("file://"))
-            relative = relative.removeprefix(root)
-            stats = json.dumps({"numRecords": file.rows})
-            actions.append(AddAction(relative, file.bytes, dict(file.partition_values), now, True, stats))
-        filters = [(c, "=", v) for c, v in partition.items()] or None
-        delta.create_write_transaction(
-            actions,
-            mode="overwrite",
-            schema=delta.schema(),
-            partition_by=list(delta.metadata().partition_columns) or None,
-            partition_filters=filters,
-        )
+        # A transaction's partition filters are one conjunction: group the partitions by all their
+        # columns but the last, whose values one `in` names exactly.
+        groups: dict[tuple[tuple[str, str], ...], list[Mapping[str, str]]] = {}
+        for partition in partitions:
+            head = tuple((c, v) for c, v in list(partition.items())[:-1])
+            groups.setdefault(head, []).append(partition)
+        for head, members in groups.items():
+            last = [c for c in members[0] if c not in dict(head)]
+            filters: list[Any] = [(c, "=", v) for c, v in head]
+            if last:
+                values = sorted({m[last[0]] for m in members})
+                filters.append((last[0], "in", values) if len(values) > 1 else (last[0], "=", values[0]))
+            wanted = {tuple(sorted(m.items())) for m in members}
+            actions = []
+            for file in files:
+                key = tuple(sorted((c, file.partition_values.get(c)) for c in members[0]))
+                if key not in wanted:
+                    continue
+                relative = file.path.removeprefix("file://").removeprefix(root)
+                stats = json.dumps({"numRecords": file.rows})
+                values_of = {c: file.partition_values.get(c) for c in columns}
+                actions.append(AddAction(relative, file.bytes, values_of, now, True, stats))
+            delta.create_write_transaction(
+                actions,
+                mode="overwrite",
+                schema=delta.schema(),
+                partition_by=columns or None,
+                partition_filters=filters or None,
+            )
+            delta.update_incremental()
 
     def dataset(self, table: TableId, partition: Mapping[str, str] | None = None) -> pads.Dataset:
         filters = [(c, "=", v) for c, v in (partition or {}).items()] or None

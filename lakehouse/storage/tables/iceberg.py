@@ -154,13 +154,18 @@ class IcebergTableStore(TableStore):
         self._expire_snapshots(table)
 
     def _commit_files(
-        self, table: TableId, files: Sequence[CommittedFile], partition: Mapping[str, str]
+        self, table: TableId, files: Sequence[CommittedFile], partitions: Sequence[Mapping[str, str]]
     ) -> None:
+        from pyiceberg.expressions import AlwaysFalse, Or
+
+        condition: Any = AlwaysFalse()
+        for partition in partitions:
+            condition = Or(condition, _iceberg_filter(partition))
         # Delete and add in one transaction = one commit (as _replace). add_files takes each file's
         # partition values from its column statistics: the files hold the partition columns.
         with warnings.catch_warnings(), self._load(table).transaction() as tx:
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-            tx.delete(_iceberg_filter(partition))
+            tx.delete(condition)
             if files:
                 tx.add_files([f.path for f in files], check_duplicate_files=False)
         self._expire_snapshots(table)
