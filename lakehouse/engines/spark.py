@@ -77,6 +77,7 @@ class SparkEngine:
             started = time.perf_counter()
             from pyspark.sql import SparkSession
 
+            self._reachable()
             try:
                 session = SparkSession.builder.remote(self.remote).getOrCreate()
                 for key, value in SESSION_CONF.items():
@@ -89,6 +90,21 @@ class SparkEngine:
             SparkEngine._sessions[self.remote] = session
             self._add("session", time.perf_counter() - started)
             return session
+
+    def _reachable(self, timeout: float = 10.0) -> None:
+        """Fail at once, naming the URL, when nothing listens there (Spark's client would retry
+        for minutes)."""
+        import socket
+        from urllib.parse import urlparse
+
+        parsed = urlparse(self.remote.replace("sc://", "http://", 1))
+        try:
+            with socket.create_connection((parsed.hostname or "", parsed.port or 15002), timeout=timeout):
+                pass
+        except OSError as exc:
+            raise QueryError(
+                f"cannot reach Spark Connect at {self.remote} (LAKEHOUSE_SPARK_REMOTE): {exc.strerror or exc}"
+            ) from None
 
     # -- sources ------------------------------------------------------------------------------
     def source_frame(self, source: Any, root: str | None = None) -> Any:
