@@ -7,16 +7,16 @@ partition by partition, on each engine in turn (rounds alternate the engines to 
 
 1. one hour of GPS data, 10,000 vehicles x one report every 10 s = 3.6M rows: dwd_vehicle_gps and
    ads_vehicle_hourly_stat of the hour;
-2. 30 days of game history (default 20,000 users, 200,000 events a day): every game model over
+2. 30 days of game history (default 5,000 users, 50,000 events a day): every game model over
    every partition, as a backfill builds them (DuckDB computes a range of days and commits it once;
-   Spark builds each partition and commits each).
+   Spark computes and commits 8 partitions at a time).
 
 Where Spark's time goes: session start (a new Spark Connect session, once per process), planning
 (translation, binding the planned files, analysis), execute (Spark jobs; of it, shuffle: stage
 shuffle-write time plus fetch wait, from the driver's REST API), commit (the table store adding
 the written files). Results go to bench-results/spark.json and are printed as a table.
 
-    python -m benchmarks.spark [--days 30] [--users 20000] [--events-per-day 200000] [--rounds 2]
+    python -m benchmarks.spark [--days 30] [--users 5000] [--events-per-day 50000] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -321,9 +321,9 @@ if __name__ == "__main__":
     else:
         parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
         parser.add_argument("--days", type=int, default=30)
-        parser.add_argument("--users", type=int, default=20_000)
-        parser.add_argument("--events-per-day", type=int, default=200_000)
-        parser.add_argument("--rounds", type=int, default=2)
+        parser.add_argument("--users", type=int, default=5_000)
+        parser.add_argument("--events-per-day", type=int, default=50_000)
+        parser.add_argument("--rounds", type=int, default=1)
         parser.add_argument("--home", help="work folder (default: a new temporary one)")
         a = parser.parse_args(args)
         main(a.days, a.users, a.events_per_day, a.rounds, a.home)

@@ -125,11 +125,26 @@ def run_model_on_spark(
     return run_models_on_spark(lh, model, [partition_key or ""], graph)[0]
 
 
+SPARK_BATCH = 8
+"""Partitions of a model one Spark job computes and one commit writes. More in one union made one
+stage hold too much at once: 45 days of ads_retention_daily failed a 1 GB executor with
+"Could not allocate memory to grow BytesToBytesMap"."""
+
+
 def run_models_on_spark(
     lh: Lakehouse, model: SqlModel, partition_keys: list[str], graph: ModelGraph | None = None
 ) -> list[ModelRun]:
-    """Partitions of a model built on Spark in one job and one commit (see the module doc): each
-    partition's query, with its own inputs and parameters, unioned and written together."""
+    """Partitions of a model built on Spark, SPARK_BATCH at a time: each batch is one job and one
+    commit (see the module doc), each partition's query with its own inputs and parameters, unioned."""
+    runs: list[ModelRun] = []
+    for start in range(0, len(partition_keys), SPARK_BATCH):
+        runs.extend(_run_batch(lh, model, partition_keys[start : start + SPARK_BATCH], graph))
+    return runs
+
+
+def _run_batch(
+    lh: Lakehouse, model: SqlModel, partition_keys: list[str], graph: ModelGraph | None = None
+) -> list[ModelRun]:
     import pyarrow as pa
     from pyspark.sql import functions as F  # noqa: N812
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
