@@ -303,7 +303,8 @@ def main(days: int, users: int, events_per_day: int, rounds: int, home: str | No
     for workload in ("iov", "game"):
         rss = w[workload]["peak_rss_mb"]
         print(
-            f"| peak RSS of the building process, {workload} (DuckDB / Spark client) | {rss['duckdb']:.0f} MB / {rss['spark']:.0f} MB | |"
+            f"| peak RSS, {workload}: DuckDB process / Spark client / Spark JVMs (sum of peaks) | "
+            f"{rss['duckdb']:.0f} / {rss['spark']:.0f} / {w[workload]['spark_cluster_peak_mb']:.0f} MB | |"
         )
     print(f"| results equal | {w['iov']['equal']} | {w['game']['equal']} |")
     print(f"| cluster start (master + 2 workers + Connect) | {cluster_seconds:.0f} s | |")
