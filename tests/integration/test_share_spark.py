@@ -19,12 +19,17 @@ from tests.helpers.governed import ADS, ALICE, MASKED, VINS, governed
 
 __all__ = ["governed"]
 
+CONNECT_MODE_VARS = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE")
+
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[object]:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
+    # A Spark Connect session made earlier in this process (the Spark engine's e2e tests) leaves
+    # pyspark in connect mode through these variables; this test wants a classic local session.
+    connect_mode = {k: os.environ.pop(k) for k in CONNECT_MODE_VARS if k in os.environ}
     session = (
         SparkSession.builder.master("local[1]")
         .appName("lakehouse-share-test")
@@ -38,6 +43,7 @@ def spark() -> Iterator[object]:
         yield session
     finally:
         session.stop()
+        os.environ.update(connect_mode)
 
 
 def test_spark_reads_the_share_and_sees_only_masked_ids(governed: Lakehouse, tmp_path: Path, spark) -> None:
