@@ -91,7 +91,7 @@ def build_ods_asset(
         partitions_def=partitions_def,
         group_name="ods",
         kinds={settings.table_format, "parquet"},
-        description=f"Raw files of landing/{table.namespace}/{table.name}/dt=.../hh=..., registered by DataScan. "
+        description=f"Raw files of table folder {table.name} (landing/{table.namespace}/{table.name}/ or a DataScan task's location), registered by DataScan. "
         "Each partition holds exactly the rows of its current files; `_source_file` names each row's file.",
         check_specs=[
             dg.AssetCheckSpec(

@@ -1,6 +1,8 @@
-"""The DataScan sensor: every LAKEHOUSE_SCAN_INTERVAL_SECONDS, find what landed and what is stale.
+"""The DataScan sensors: one per DataScan task (lakehouse/landing/tasks.py), each on its own cycle,
+finding what landed and what is stale. `datascan` is the default task (LAKEHOUSE_LANDING_URI every
+LAKEHOUSE_SCAN_INTERVAL_SECONDS); `datascan_<TASK>` the named ones.
 
-One sensor, one rule: a namespace with anything stale (an ODS partition whose files changed, a model
+One rule for all: a namespace with anything stale (an ODS partition whose files changed, a model
 partition whose inputs moved on; see lakehouse/models/reconcile.py) and no live reconcile run gets
 one reconcile run, which builds all of it. Nothing is remembered between ticks: what to build is
 derived from the build records each time, so a daemon restart, a crashed run or a `lakehouse scan`
@@ -19,12 +21,18 @@ import dagster as dg
 from lakehouse.core.ids import TableId
 from lakehouse.facade import Lakehouse
 from lakehouse.landing.scan import scan
+from lakehouse.landing.tasks import ScanTask, find_task
 from lakehouse.models.graph import ModelGraph
 from lakehouse.models.reconcile import Reconciler
 from lakehouse.storage.leases import alive as alive_worker
 from lakehouse.storage.leases import forget_dead_workers, live_workers, workers
 from resources.lakehouse import LakehouseResource
 from sensors.reconcile import NAMESPACE_TAG, RECONCILE_TAG, reconcile_request
+
+
+class TaskFailed(RuntimeError):
+    """A task's location could not be listed (its connection failed): the tick fails, naming it."""
+
 
 STARTING_GRACE_SECONDS = 120.0
 """A run younger than this may still be starting (its worker not registered yet)."""
@@ -67,23 +75,41 @@ def reconcile_runs_in_flight(instance: dg.DagsterInstance, lh: Lakehouse) -> dic
 
 def build_datascan_sensor(
     *,
-    interval_seconds: int,
+    task: ScanTask,
     graph: ModelGraph,
     declared: frozenset[TableId],
     partitions_defs: Mapping[str, dg.DynamicPartitionsDefinition],
     job: dg.JobDefinition,
 ) -> dg.SensorDefinition:
+    """The sensor of one DataScan task: `datascan` for the default task (LAKEHOUSE_LANDING_URI,
+    which also plans every namespace's models), `datascan_<TASK>` for a named one (its namespace)."""
+    if task.is_default:
+        description = (
+            "Finds new tables, partitions, late, replaced and deleted files in the landing zone "
+            "(LAKEHOUSE_LANDING_URI, namespaces as folders) and model partitions whose inputs moved on; "
+            "launches one reconcile run per namespace with work."
+        )
+    else:
+        description = (
+            f"DataScan task {task.name}: finds the table folders directly under {task.location} "
+            f"(as {task.table_prefix or ''}<folder>) in namespace {task.namespace}"
+            + (f" through connection {task.connection}" if task.connection else "")
+            + f", every {task.interval_seconds}s; launches a reconcile run of {task.namespace} when anything is stale."
+        )
+
     @dg.sensor(
-        name="datascan",
-        minimum_interval_seconds=interval_seconds,
+        name=task.sensor_name,
+        minimum_interval_seconds=task.interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         jobs=[job],
-        description="Finds new tables, hourly partitions, late and replaced files in the landing zone and "
-        "model partitions whose inputs moved on; launches one reconcile run per namespace with work.",
+        description=description,
     )
     def datascan(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
         lh = lakehouse.open()
-        result = scan(lh, declared)
+        current = task if task.is_default else find_task(lh, task.name)  # removed: TaskError
+        result = scan(lh, declared, [current])
+        if current.name in result.failed_tasks:
+            raise TaskFailed(result.failed_tasks[current.name])
         for _table, reason in result.new_conflicts:
             context.log.warning(f"DataScan conflict: {reason}")
         for misplaced in result.misplaced:
@@ -101,9 +127,13 @@ def build_datascan_sensor(
         in_flight = reconcile_runs_in_flight(context.instance, lh)
         busy = {w.namespace for w in live_workers(lh.catalog)} | set(in_flight)
         namespaces = (
-            {t.namespace for t in result.tables}
-            | {m.table.namespace for m in graph.ordered}
-            | lh.catalog.build_namespaces()
+            (
+                {t.namespace for t in result.tables}
+                | {m.table.namespace for m in graph.ordered}
+                | lh.catalog.build_namespaces()
+            )
+            if task.is_default
+            else {t.namespace for t in result.tables} | {task.namespace or ""}
         )
         reconciler = Reconciler(lh, graph, declared)
         runs, waiting, summaries = [], [], []
@@ -127,7 +157,7 @@ def build_datascan_sensor(
             summaries.append(f"{namespace} ({plan.summary()})")
             runs.append(reconcile_request(namespace, plan.summary()))
         context.log.info(
-            f"DataScan: {result.files_listed} objects listed, {result.junk_ignored} junk ignored, "
+            f"DataScan{'' if task.is_default else ' ' + task.name}: {result.files_listed} objects listed, {result.junk_ignored} junk ignored, "
             f"{len(result.changes)} changed ODS partition(s), {len(runs)} reconcile run(s)"
             + (f": {'; '.join(summaries)}" if summaries else "")
             + (f"; {', '.join(waiting)} busy with a live run" if waiting else "")

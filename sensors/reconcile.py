@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from lakehouse.core.ids import TableId
-from lakehouse.core.partitioning import Partitioning
+from lakehouse.core.partitioning import Partitioning, is_hour_key
 from lakehouse.models.graph import ModelGraph
 from lakehouse.models.reconcile import Built, Reconciler
 from lakehouse.storage.leases import Worker
@@ -56,7 +56,11 @@ def build_reconcile_job(
             hourly = built.table not in models or models[built.table].partitioning is Partitioning.HOURLY
             partitions_def = hourly_partitions.get(built.table.namespace)
             if hourly and partitions_def and built.keys:
-                new = [k for k in built.keys if not context.instance.has_dynamic_partition(partitions_def, k)]
+                new = [
+                    k
+                    for k in built.keys
+                    if is_hour_key(k) and not context.instance.has_dynamic_partition(partitions_def, k)
+                ]
                 if new:
                     context.instance.add_dynamic_partitions(partitions_def, new)
             checks = known_checks.get(built.table, set())

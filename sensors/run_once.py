@@ -131,14 +131,22 @@ class CatchUpResult:
         return self.requested - self.succeeded
 
 
+def datascan_sensors(defs: dg.Definitions) -> list[str]:
+    """The DataScan sensors of a code location: `datascan` (the default task) and `datascan_<TASK>`."""
+    names = [s.name for s in defs.sensors or []]
+    return [n for n in names if n == "datascan"] + sorted(n for n in names if n.startswith("datascan_"))
+
+
 def catch_up(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     log_level: str = "WARNING",
     max_rounds: int = 20,
     wait_seconds: float = 3600.0,
+    sensors: list[str] | None = None,
 ) -> CatchUpResult:
-    """DataScan and the reconcile runs it asks for, until nothing is stale.
+    """DataScan (every task's sensor, or those named) and the reconcile runs it asks for, until
+    nothing is stale.
 
     A namespace another process is reconciling (the daemon, another `lakehouse scan`) is waited for,
     then planned again, so what is stale when this returns was landed after it started."""
@@ -149,16 +157,20 @@ def catch_up(
     lh = resource.open() if resource is not None else Lakehouse(LakehouseSettings.from_env())
     total = CatchUpResult(0, 0, 0)
     deadline = time.monotonic() + wait_seconds
+    names = sensors or datascan_sensors(defs)
     while total.rounds < max_rounds:
         total.rounds += 1
-        result = run_sensor_once(defs, instance, "datascan", log_level=log_level)
-        if total.rounds == 1:
-            total.first_skip_reason = result.skip_reason
-        total.requested += result.requested
-        total.succeeded += result.succeeded
-        for name, n in result.built.items():
-            total.built[name] = total.built.get(name, 0) + n
-        if result.requested:
+        requested = 0
+        for sensor in names:
+            result = run_sensor_once(defs, instance, sensor, log_level=log_level)
+            if total.rounds == 1 and total.first_skip_reason is None:
+                total.first_skip_reason = result.skip_reason
+            requested += result.requested
+            total.requested += result.requested
+            total.succeeded += result.succeeded
+            for name, n in result.built.items():
+                total.built[name] = total.built.get(name, 0) + n
+        if requested:
             continue
         if not reconcile_runs_in_flight(instance, lh) and not live_workers(lh.catalog):
             break

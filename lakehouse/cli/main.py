@@ -10,6 +10,7 @@ import sys
 import click
 
 from lakehouse.cli.dashboard import dashboard
+from lakehouse.cli.discovery import connection, datascan
 from lakehouse.cli.generate import generate
 from lakehouse.cli.governance import audit, policy, share
 from lakehouse.cli.maintain import maintain
@@ -56,6 +57,8 @@ for command in (
     dashboard,
     maintain,
     spark,
+    connection,
+    datascan,
 ):
     main.add_command(command)
 

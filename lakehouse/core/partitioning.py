@@ -60,6 +60,15 @@ def split_hour_key(key: str) -> tuple[str, str]:
     return parsed.strftime("%Y-%m-%d"), parsed.strftime("%H")
 
 
+def is_hour_key(key: str) -> bool:
+    """Whether a key names an hourly partition (YYYY-MM-DD-HH), e.g. not a daily ODS table's day."""
+    try:
+        split_hour_key(key)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_day(key: str) -> str:
     """A daily key in its one spelling, YYYY-MM-DD; anything else raises ValueError naming it."""
     try:

@@ -55,6 +55,8 @@ class S3Credentials:
     """Secret key. Kept out of repr on purpose."""
     region: str | None = None
     """Region name, e.g. us-east-1."""
+    session_token: str | None = field(default=None, repr=False)
+    """Session token of temporary credentials (a connection's assumed role). Kept out of repr."""
 
     def options(self, names: Mapping[str, str]) -> dict[str, str]:
         """The credentials under a library's own option names ({field: option}); unset ones left out."""

@@ -1,5 +1,8 @@
 """ODS: load one partition of a landed table, exactly as its files are now.
 
+The table's files are read from the location of the DataScan task that holds it, in its layout
+(lakehouse/landing/layout.py: hourly, daily, or flat grouped by arrival hour).
+
 A partition is rebuilt from all its current files every time (late files, replaced files and deleted
 files are then all the same case), and written with one atomic overwrite: re-runs never duplicate.
 Corrupt or incompatible files are rejected with the reason, recorded in the manifest, and the rest of
@@ -14,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from lakehouse.core.failpoints import failpoint
 from lakehouse.core.ids import TableId
-from lakehouse.core.partitioning import split_hour_key
-from lakehouse.landing.layout import LandedFile, classify, partition_prefix
+from lakehouse.landing.layout import LandedFile, Layout, classify, partition_values
 from lakehouse.landing.scan import conflict_reason
+from lakehouse.landing.tasks import ScanTask, default_task, find_task, task_store
 from lakehouse.storage.catalog import FileRecord
 from lakehouse.storage.object_store import UnreadableFileError
 from lakehouse.storage.schemas import SchemaConflictError, conform, merge_schemas, normalize_schema
@@ -45,13 +48,49 @@ class IngestReport:
     created: bool = False
 
 
-def _landed_files(lh: Lakehouse, table: TableId, key: str) -> list[tuple[LandedFile, int, str]]:
-    prefix = partition_prefix(table.namespace, table.name, key)
-    found = []
-    for info in lh.landing.walk(prefix):
-        kind = classify(info.path, info.size)
-        if isinstance(kind, LandedFile):
-            found.append((kind, info.size, info.fingerprint))
+@dataclass(frozen=True)
+class Source:
+    """Where a discovered table's files are: its task, its folder in the task's location, its layout."""
+
+    task: ScanTask
+    folder: str
+    layout: Layout
+
+    def prefix(self, key: str) -> str:
+        """The folder to list for one partition (a flat table's hour is all of its folder)."""
+        if self.layout is Layout.FLAT:
+            return self.folder
+        values = partition_values(self.layout, key)
+        return "/".join([self.folder, *(f"{c}={v}" for c, v in values.items())])
+
+
+def table_source(lh: Lakehouse, table: TableId) -> Source:
+    """The task that holds the table (the default one for tables registered before tasks existed)."""
+    claim = lh.catalog.table_claims().get((table.namespace, table.name))
+    if claim is None:
+        return Source(default_task(lh.settings), f"{table.namespace}/{table.name}", Layout.HOURLY)
+    task = find_task(lh, claim.task)
+    return Source(task, claim.folder, Layout(claim.layout))
+
+
+def _landed_files(
+    lh: Lakehouse, source: Source, keys: list[str]
+) -> dict[str, list[tuple[LandedFile, int, str]]]:
+    """key -> the partition's files now (each folder listed once: a flat table's hours share one)."""
+    task = source.task
+    found: dict[str, list[tuple[LandedFile, int, str]]] = {key: [] for key in keys}
+    for prefix in sorted({source.prefix(key) for key in keys}):
+        for info in task_store(lh, task).walk(prefix):
+            kind = classify(
+                info.path,
+                info.size,
+                info.modified,
+                namespace=task.namespace,
+                prefix=task.table_prefix,
+                base=task.base,
+            )
+            if isinstance(kind, LandedFile) and kind.layout is source.layout and kind.partition_key in found:
+                found[kind.partition_key].append((kind, info.size, info.fingerprint))
     return found
 
 
@@ -64,27 +103,23 @@ class _FileFailed(Exception):
         self.reason = reason
 
 
-def _with_lineage(data: pa.Table, path: str, dt_value: str, hh_value: str) -> pa.Table:
+def _with_lineage(data: pa.Table, path: str, values: dict[str, str]) -> pa.Table:
     import pyarrow as pa
 
     data = data.drop_columns([c for c in (SOURCE_FILE_COLUMN, *PARTITION_COLUMNS) if c in data.column_names])
     n = data.num_rows
     data = data.append_column(SOURCE_FILE_COLUMN, pa.repeat(pa.scalar(path, pa.string()), n))
-    data = data.append_column("dt", pa.repeat(pa.scalar(dt_value, pa.string()), n))
-    return data.append_column("hh", pa.repeat(pa.scalar(hh_value, pa.string()), n))
+    for column, value in values.items():
+        data = data.append_column(column, pa.repeat(pa.scalar(value, pa.string()), n))
+    return data
 
 
-def _lineage_schema(schema: pa.Schema) -> pa.Schema:
+def _lineage_schema(schema: pa.Schema, columns: tuple[str, ...]) -> pa.Schema:
     import pyarrow as pa
 
     kept = [f for f in schema if f.name not in (SOURCE_FILE_COLUMN, *PARTITION_COLUMNS)]
     return pa.schema(
-        [
-            *kept,
-            pa.field(SOURCE_FILE_COLUMN, pa.string()),
-            pa.field("dt", pa.string()),
-            pa.field("hh", pa.string()),
-        ]
+        [*kept, pa.field(SOURCE_FILE_COLUMN, pa.string()), *(pa.field(c, pa.string()) for c in columns)]
     )
 
 
@@ -107,17 +142,20 @@ def ingest_partitions(lh: Lakehouse, table: TableId, keys: list[str]) -> list[In
     if reason:
         raise TableConflictError(reason)
 
+    source = table_source(lh, table)
+    store = task_store(lh, source.task)
+    columns = source.layout.partitioning.columns
     reports = {key: IngestReport(table, key) for key in keys}
     exists = lh.tables.exists(table)
     before = lh.tables.schema(table) if exists else None
     schema = before
     accepted: list[FileRecord] = []
-    for key in keys:
-        for landed, size, fingerprint in _landed_files(lh, table, key):
+    for key, files in _landed_files(lh, source, keys).items():
+        for landed, size, fingerprint in files:
             record = FileRecord(landed.path, table.namespace, table.name, key, size, fingerprint, "loaded")
-            where = f"{lh.landing.uri}/{landed.path}"
+            where = source.task.uri(landed.path)
             try:
-                incoming = _lineage_schema(lh.landing.read_schema(landed.path))
+                incoming = _lineage_schema(store.read_schema(source.task.relative(landed.path)), columns)
                 schema = (
                     merge_schemas(schema, incoming, where)
                     if schema is not None
@@ -134,12 +172,12 @@ def ingest_partitions(lh: Lakehouse, table: TableId, keys: list[str]) -> list[In
             lh.catalog.replace_partition_files(table.namespace, table.name, key, report.rejected)
         return list(reports.values())
 
-    final_schema = lh.tables.ensure_table(table, schema, list(PARTITION_COLUMNS), origin="datascan")
+    final_schema = lh.tables.ensure_table(table, schema, list(columns), origin="datascan")
     for report in reports.values():
         report.created = not exists
         report.schema_changed = before is not None and not before.equals(final_schema)
 
-    partitions = [dict(zip(PARTITION_COLUMNS, split_hour_key(key), strict=True)) for key in keys]
+    partitions = [partition_values(source.layout, key) for key in keys]
     while True:
         rows: dict[str, int] = {}
 
@@ -147,10 +185,10 @@ def ingest_partitions(lh: Lakehouse, table: TableId, keys: list[str]) -> list[In
             rows.clear()
             for record in files:
                 assert record.partition_key is not None
-                dt_value, hh_value = split_hour_key(record.partition_key)
+                values = partition_values(source.layout, record.partition_key)
                 try:
-                    for part in lh.landing.iter_arrow(record.path):
-                        chunk = conform(_with_lineage(part, record.path, dt_value, hh_value), final_schema)
+                    for part in store.iter_arrow(source.task.relative(record.path)):
+                        chunk = conform(_with_lineage(part, record.path, values), final_schema)
                         rows[record.path] = rows.get(record.path, 0) + chunk.num_rows
                         yield chunk
                         failpoint("ods.write", table.name)
@@ -159,7 +197,7 @@ def ingest_partitions(lh: Lakehouse, table: TableId, keys: list[str]) -> list[In
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                     raise _FileFailed(
                         record.path,
-                        f"{lh.landing.uri}/{record.path}: cannot convert to the table schema ({exc})",
+                        f"{source.task.uri(record.path)}: cannot convert to the table schema ({exc})",
                     ) from exc
 
         try:

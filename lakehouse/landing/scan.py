@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from lakehouse.core.ids import TableId
 from lakehouse.facade import Lakehouse
-from lakehouse.landing.layout import Misplaced, classify
+from lakehouse.landing.layout import LandedFile, Layout, Misplaced, classify, other_layout, table_layout
+from lakehouse.landing.tasks import DEFAULT_TASK, ScanTask, all_tasks, read_error, task_store
 from lakehouse.storage.catalog import FileRecord
+from lakehouse.storage.discovery import TableClaim
+from lakehouse.storage.object_store import ObjectInfo
 
 
 @dataclass
@@ -49,7 +52,7 @@ class ScanResult:
     changes: list[PartitionChange]
     """What to (re)load, one entry per table partition: its files now (none when all are gone)."""
     partitions: dict[str, set[str]]
-    """namespace -> every partition key present in the landing zone."""
+    """namespace -> every hourly partition key present (hourly and flat tables)."""
     tables: set[TableId]
     """Every table folder in the landing zone (conflicting ones included)."""
     new_conflicts: list[tuple[TableId, str]]
@@ -60,6 +63,10 @@ class ScanResult:
     files_listed: int = 0
     junk_ignored: int = 0
     seconds: float = 0.0
+    failed_tasks: dict[str, str] = field(default_factory=dict)
+    """task -> why its location could not be listed (its tables were left as they are)."""
+    tasks: list[str] = field(default_factory=list)
+    """The tasks whose locations were listed."""
 
     def changes_by_partition(self) -> dict[tuple[str, str], list[PartitionChange]]:
         grouped: dict[tuple[str, str], list[PartitionChange]] = defaultdict(list)
@@ -132,73 +139,132 @@ def case_conflicts(lh: Lakehouse, tables: set[TableId], declared: Iterable[Table
     return reasons
 
 
-def scan(lh: Lakehouse, declared: Iterable[TableId] = ()) -> ScanResult:
+def scan(
+    lh: Lakehouse, declared: Iterable[TableId] = (), tasks: Sequence[ScanTask] | None = None
+) -> ScanResult:
     """What to (re)load. `declared`: the tables the code location knows (models and their sources),
-    whose spelling wins over a landing folder's that differs only in case."""
+    whose spelling wins over a landing folder's that differs only in case. `tasks`: the DataScan
+    tasks to list (all of them when None). A task whose location cannot be listed (a connection
+    that cannot authenticate) is reported in `failed_tasks`; its tables are left as they are."""
     started = time.perf_counter()
-    lh.landing.refresh()
+    tasks = all_tasks(lh) if tasks is None else list(tasks)
     known = lh.catalog.file_fingerprints()
+    claims = lh.catalog.table_claims()
+    misplaced: list[Misplaced] = []
+    failed: dict[str, str] = {}
+    found: list[tuple[ScanTask, dict[TableId, list[tuple[LandedFile, ObjectInfo]]]]] = []
+    listed = junk = 0
+
+    def reject(kind: Misplaced, info: ObjectInfo) -> None:
+        if known.get(kind.path) != info.fingerprint:
+            misplaced.append(kind)
+            lh.catalog.record_files(
+                [
+                    FileRecord(
+                        path=kind.path,
+                        namespace=kind.namespace,
+                        table_name=kind.table,
+                        partition_key=None,
+                        size=info.size,
+                        fingerprint=info.fingerprint,
+                        status="rejected",
+                        reason=kind.reason,
+                    )
+                ]
+            )
+
+    for task in tasks:
+        try:
+            store = task_store(lh, task)
+            store.refresh()
+            infos = list(store.walk())
+        except Exception as exc:  # noqa: BLE001 - a task that cannot list must not stop the others
+            failed[task.name] = str(read_error(lh, task, exc))
+            continue
+        candidates: dict[TableId, list[tuple[LandedFile, ObjectInfo]]] = defaultdict(list)
+        for info in infos:
+            listed += 1
+            kind = classify(
+                info.path,
+                info.size,
+                info.modified,
+                namespace=task.namespace,
+                prefix=task.table_prefix,
+                base=task.base,
+            )
+            if kind is None:
+                junk += 1
+            elif isinstance(kind, Misplaced):
+                reject(kind, info)
+            else:
+                candidates[TableId(kind.namespace, kind.table)].append((kind, info))
+        found.append((task, candidates))
+
+    every = {table for _, candidates in found for table in candidates}
+    case_reasons = case_conflicts(lh, every, declared)
     landed: dict[tuple[TableId, str], PartitionChange] = {}
     partitions: dict[str, set[str]] = defaultdict(set)
     tables: set[TableId] = set()
-    misplaced: list[Misplaced] = []
-    listed = junk = 0
-
-    for info in lh.landing.walk():
-        listed += 1
-        kind = classify(info.path, info.size)
-        if kind is None:
-            junk += 1
-            continue
-        if isinstance(kind, Misplaced):
-            if known.get(info.path) != info.fingerprint:
-                misplaced.append(kind)
-                lh.catalog.record_files(
-                    [
-                        FileRecord(
-                            path=info.path,
-                            namespace=kind.namespace,
-                            table_name=kind.table,
-                            partition_key=None,
-                            size=info.size,
-                            fingerprint=info.fingerprint,
-                            status="rejected",
-                            reason=kind.reason,
-                        )
-                    ]
+    conflicting: set[TableId] = set()
+    new_conflicts: list[tuple[TableId, str]] = []
+    owners: dict[TableId, str] = {}
+    for task, candidates in found:
+        for table, files in sorted(candidates.items(), key=lambda kv: str(kv[0])):
+            tables.add(table)
+            folder = task.folder(table.namespace, table.name)
+            claim = claims.get((table.namespace, table.name))
+            reason = (
+                _held_by_another(lh, task, table, claim, folder)
+                or conflict_reason(lh, table)
+                or case_reasons.get(table)
+            )
+            if reason is None and claim is None:
+                layout = table_layout(landed_file for landed_file, _ in files)
+                claim = lh.catalog.claim_table(
+                    TableClaim(table.namespace, table.name, task.name, layout.value, folder)
                 )
-            continue
-        table = TableId(kind.namespace, kind.table)
-        tables.add(table)
-        partitions[kind.namespace].add(kind.partition_key)
-        change = landed.setdefault((table, kind.partition_key), PartitionChange(table, kind.partition_key))
-        change.paths.append(info.path)
-        change.fingerprints.append(info.fingerprint)
-        change.size += info.size
+                claims[(table.namespace, table.name)] = claim
+                reason = _held_by_another(lh, task, table, claim, folder)
+            if reason:
+                conflicting.add(table)
+                if lh.catalog.record_conflict(table.namespace, table.name, reason):
+                    new_conflicts.append((table, reason))
+                continue
+            assert claim is not None
+            owners[table] = task.name
+            layout = Layout(claim.layout)
+            for landed_file, info in files:
+                if landed_file.layout is not layout:
+                    reject(other_layout(landed_file, layout), info)
+                    continue
+                if layout is not Layout.DAILY:
+                    partitions[table.namespace].add(landed_file.partition_key)
+                change = landed.setdefault(
+                    (table, landed_file.partition_key), PartitionChange(table, landed_file.partition_key)
+                )
+                change.paths.append(landed_file.path)
+                change.fingerprints.append(info.fingerprint)
+                change.size += info.size
 
     # Compare with what each ODS partition was built from; partitions whose files are all gone
-    # must be rebuilt empty.
-    pending: dict[tuple[TableId, str], PartitionChange] = {}
+    # must be rebuilt empty (only of the tables of tasks that were listed).
+    listed_tasks = {task.name for task, _ in found}
     built = {
         (TableId(namespace, name), key): inputs
         for (namespace, name, key), inputs in lh.catalog.landed_inputs().items()
     }
-    for where, change in landed.items():
-        if built.get(where) != f"files:{change.digest}":
-            pending[where] = change
+    pending = {where: c for where, c in landed.items() if built.get(where) != f"files:{c.digest}"}
     for where, inputs in built.items():
-        if where not in landed and inputs != f"files:{files_digest([])}":
+        table = where[0]
+        claim = claims.get((table.namespace, table.name))
+        holder = claim.task if claim is not None else DEFAULT_TASK
+        if (
+            where not in landed
+            and holder in listed_tasks
+            and table not in conflicting
+            and inputs != f"files:{files_digest([])}"
+        ):
             pending[where] = PartitionChange(*where)
-
-    conflicting: set[TableId] = set()
-    new_conflicts: list[tuple[TableId, str]] = []
-    case_reasons = case_conflicts(lh, tables, declared)
-    for table in sorted(tables, key=str):
-        reason = conflict_reason(lh, table) or case_reasons.get(table)
-        if reason:
-            conflicting.add(table)
-            if lh.catalog.record_conflict(table.namespace, table.name, reason):
-                new_conflicts.append((table, reason))
 
     changes = [
         c
@@ -215,4 +281,25 @@ def scan(lh: Lakehouse, declared: Iterable[TableId] = ()) -> ScanResult:
         files_listed=listed,
         junk_ignored=junk,
         seconds=time.perf_counter() - started,
+        failed_tasks=failed,
+        tasks=sorted(listed_tasks),
+    )
+
+
+def _held_by_another(
+    lh: Lakehouse, task: ScanTask, table: TableId, claim: TableClaim | None, folder: str
+) -> str | None:
+    """Why another DataScan task holds this table (two tasks never merge into one table), or None."""
+    if claim is None:
+        if task.is_default or lh.tables.origin(table) != "datascan":
+            return None
+        holder, where = DEFAULT_TASK, f"{table.namespace}/{table.name}"  # registered before tasks existed
+    elif claim.task == task.name and claim.folder == folder:
+        return None
+    else:
+        holder, where = claim.task, claim.folder
+    return (
+        f"table {table} is registered by DataScan task {holder} (folder {where}); task {task.name} "
+        f"found it too (folder {folder} under {task.location}): a conflict, not a merge. Give one "
+        "task another --namespace or --table-prefix, or move the folder."
     )

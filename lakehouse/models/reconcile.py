@@ -18,6 +18,7 @@ from lakehouse.core.ids import TableId
 from lakehouse.core.partitioning import Partitioning
 from lakehouse.landing.ods import IngestReport, ingest_partitions
 from lakehouse.landing.scan import files_digest, scan
+from lakehouse.landing.tasks import all_tasks
 from lakehouse.models.run import ModelRun, run_model, run_models
 from lakehouse.models.spec import SqlModel
 from lakehouse.models.stale import ABSENT, MAX_ATTEMPTS, Plan, Staleness, Wanted
@@ -211,7 +212,10 @@ class Reconciler(Staleness):
         on_built: Callable[[Built], None] | None,
         say: Callable[[str], None],
     ) -> bool:
-        found = scan(self.lh, self.declared)
+        tasks = [t for t in all_tasks(self.lh) if t.is_default or t.namespace == namespace]
+        found = scan(self.lh, self.declared, tasks)
+        for error in sorted(found.failed_tasks.values()):
+            say(f"{error}; its tables are left as they are")
         self.state.refresh()
         did = False
 

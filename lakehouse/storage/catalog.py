@@ -9,6 +9,8 @@
   (lakehouse/models/reconcile.py), with lakehouse_key_changes and lakehouse_build_failures.
 - lakehouse_workers, lakehouse_leases: who reconciles a namespace now (lakehouse/storage/leases.py).
 - lakehouse_snapshot_pins: snapshots that must stay readable (pins.py; table maintenance keeps them).
+- lakehouse_connections, lakehouse_datascan_tasks, lakehouse_datascan_tables: named connections,
+  DataScan tasks and which task holds each discovered table (discovery.py; no secret is stored).
 
 Keeping this in the database (not in a sensor cursor) makes a daemon restart neither miss nor
 reprocess files, and lets `lakehouse sql` query it as lakehouse.files / lakehouse.rejected_files.
@@ -41,6 +43,7 @@ from lakehouse.storage.catalog_schema import (  # noqa: F401 - the tables are pa
     tables_t,
     workers_t,
 )
+from lakehouse.storage.discovery import DiscoveryBook
 from lakehouse.storage.pins import PinBook
 
 
@@ -100,7 +103,7 @@ def schema_change(engine: sa.Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
-class CatalogDB(BuildBook, PinBook):
+class CatalogDB(BuildBook, PinBook, DiscoveryBook):
     """Typed access to the bookkeeping tables. Cheap to create; the engine is shared per URL."""
 
     _engines: dict[str, sa.Engine] = {}

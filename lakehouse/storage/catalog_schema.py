@@ -140,3 +140,44 @@ snapshot_pins_t = sa.Table(
 """Snapshots something depends on (a trained model read them: pinned_by `ml/<model>`): table
 maintenance (lakehouse/maintenance/) and the automatic bounded expiry of Iceberg tables never expire
 them. Removed with `lakehouse maintain --unpin NS.TABLE@SNAPSHOT`; listed as lakehouse.snapshot_pins."""
+
+connections_t = sa.Table(
+    "lakehouse_connections",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("region", sa.String(64)),
+    sa.Column("role_arn", sa.Text),
+    sa.Column("access_key_env", sa.String(255)),
+    sa.Column("secret_key_env", sa.String(255)),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+"""The seed's CONNECTION: a named way to reach an object store (endpoint, region, a role to assume).
+No secret is ever stored: only the names of the environment variables that hold the keys."""
+
+datascan_tasks_t = sa.Table(
+    "lakehouse_datascan_tasks",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("namespace", sa.String(255), nullable=False),
+    sa.Column("connection", sa.String(255)),
+    sa.Column("interval_seconds", sa.Integer, nullable=False),
+    sa.Column("table_prefix", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+"""DataScan tasks (the seed's DataScan: task, cycle, connection, location, target schema). The
+default task, LAKEHOUSE_LANDING_URI with namespaces as folders, is not stored: it is the settings."""
+
+datascan_tables_t = sa.Table(
+    "lakehouse_datascan_tables",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("task", sa.String(255), nullable=False),
+    sa.Column("layout", sa.String(16), nullable=False),
+    sa.Column("folder", sa.Text, nullable=False),
+    sa.Column("claimed_at", sa.DateTime, nullable=False),
+)
+"""Which DataScan task registered each ODS table, from which folder, in which layout (hourly, daily,
+flat). The first task to find a table holds it; another task finding the same name is a conflict."""

@@ -36,6 +36,8 @@ class ObjectInfo:
     """Size in bytes."""
     fingerprint: str
     """Changes whenever the object's content is replaced (ETag on S3, mtime+size locally)."""
+    modified: float | None = None
+    """When the object was last written, seconds since the epoch (a flat table's arrival hour)."""
 
 
 class ObjectStore:
@@ -67,10 +69,12 @@ class ObjectStore:
             detail = found[full]
             if detail.get("type") == "directory":
                 continue
+            modified = detail.get("LastModified") or detail.get("mtime")
             yield ObjectInfo(
                 path=full[cut:],
                 size=int(detail.get("size") or 0),
                 fingerprint=self._fingerprint(detail),
+                modified=modified.timestamp() if hasattr(modified, "timestamp") else modified,
             )
 
     def list_dirs(self, prefix: str = "") -> list[str]:
@@ -191,7 +195,7 @@ class LocalObjectStore(ObjectStore):
                         st = entry.stat()
                         # mtime (ns) + size + inode: rewritten in place or replaced by rename, it changes
                         fingerprint = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
-                        found.append(ObjectInfo(entry.path[cut:], st.st_size, fingerprint))
+                        found.append(ObjectInfo(entry.path[cut:], st.st_size, fingerprint, st.st_mtime))
         found.sort(key=lambda info: info.path)
         yield from found
 
@@ -209,6 +213,7 @@ class S3ObjectStore(ObjectStore):
         fs = s3fs.S3FileSystem(
             key=credentials.access_key_id,
             secret=credentials.secret_access_key,
+            token=credentials.session_token,
             endpoint_url=credentials.endpoint_url,
             client_kwargs={"region_name": credentials.region} if credentials.region else {},
             use_listings_cache=False,
@@ -239,6 +244,8 @@ def arrow_s3_filesystem(credentials: S3Credentials) -> pafs.S3FileSystem:
     kwargs: dict[str, Any] = {"region": credentials.region or "us-east-1"}
     if credentials.access_key_id:
         kwargs.update(access_key=credentials.access_key_id, secret_key=credentials.secret_access_key)
+        if credentials.session_token:
+            kwargs["session_token"] = credentials.session_token
     if endpoint:
         scheme, _, rest = endpoint.partition("://")
         kwargs.update(endpoint_override=rest or scheme, scheme=scheme if rest else "https")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 
 from lakehouse.core.partitioning import split_hour_key
-from lakehouse.landing.layout import LandedFile, Misplaced, classify, partition_prefix
+from lakehouse.landing.layout import (
+    LandedFile,
+    Layout,
+    Misplaced,
+    classify,
+    other_layout,
+    partition_prefix,
+    partition_values,
+    table_layout,
+)
 
 GOOD_FOLDER = "iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23"
 
@@ -46,8 +56,10 @@ def test_unknown_size_is_not_treated_as_empty() -> None:
     [
         ("part-0.parquet", "not in <namespace>/<table>/dt=YYYY-MM-DD/hh=HH/<file>"),
         ("iov/part-0.parquet", "not in <namespace>/<table>"),
-        ("iov/ods_vehicle_gps_raw/part-0.parquet", "not in <namespace>/<table>"),
-        ("iov/ods_vehicle_gps_raw/dt=2025-09-17/part-0.parquet", "not in <namespace>/<table>"),
+        ("iov/ods_vehicle_gps_raw/dt=2025-09-17/hh=23/x/y.parquet", "not in <namespace>/<table>"),
+        ("iov/ods_vehicle_gps_raw/raw/part-0.parquet", "partition folders are dt=YYYY-MM-DD[/hh=HH]"),
+        ("iov/ods_vehicle_gps_raw/dt=2025-9-1/part-0.parquet", "dt=2025-9-1 must be zero-padded"),
+        ("iov/ods_vehicle_gps_raw/dt=2025-02-30/part-0.parquet", "dt=2025-02-30 is not a valid date"),
         (f"{GOOD_FOLDER}/extra/part-0.parquet", "not in <namespace>/<table>"),
         ("iov/ods_vehicle_gps_raw/date=2025-09-17/hh=23/part-0.parquet", "dt=YYYY-MM-DD/hh=HH"),
         ("iov/ods_vehicle_gps_raw/hh=23/dt=2025-09-17/part-0.parquet", "dt=YYYY-MM-DD/hh=HH"),
@@ -101,8 +113,8 @@ def test_misplaced_file_in_a_table_folder_remembers_the_table() -> None:
 def test_data_files_are_landed_with_their_partition(name: str, size: int | None) -> None:
     path = f"{GOOD_FOLDER}/{name}"
     result = classify(path, size)
-    assert result == LandedFile(path, "iov", "ods_vehicle_gps_raw", "2025-09-17", "23")
-    assert result.partition_key == "2025-09-17-23"
+    assert result == LandedFile(path, "iov", "ods_vehicle_gps_raw", "2025-09-17-23", Layout.HOURLY)
+    assert (result.dt, result.hh) == ("2025-09-17", "23")
 
 
 @pytest.mark.parametrize(
@@ -149,3 +161,50 @@ def test_partition_key_must_be_zero_padded_like_the_folders(key: str) -> None:
 def test_partition_prefix_rejects_a_malformed_key() -> None:
     with pytest.raises(ValueError, match="'2025-09-17' is not YYYY-MM-DD-HH"):
         partition_prefix("iov", "ods_vehicle_gps_raw", "2025-09-17")
+
+
+def test_a_file_directly_in_a_table_folder_is_flat_keyed_by_its_arrival_hour() -> None:
+    written = dt.datetime(2025, 9, 17, 23, 59, 59, tzinfo=dt.UTC).timestamp()
+    result = classify("game_db/ods_user_event/events-1.parquet", 10, written)
+    assert result == LandedFile(
+        "game_db/ods_user_event/events-1.parquet", "game_db", "ods_user_event", "2025-09-17-23", Layout.FLAT
+    )
+    assert Layout.FLAT.partitioning.columns == ("dt", "hh")  # grouped by arrival hour
+
+
+def test_dt_folders_alone_are_daily_partitions() -> None:
+    result = classify("sales/orders/dt=2025-09-17/part-0.parquet", 10)
+    assert result == LandedFile(
+        "sales/orders/dt=2025-09-17/part-0.parquet", "sales", "orders", "2025-09-17", Layout.DAILY
+    )
+    assert result.hh is None
+    assert partition_values(Layout.DAILY, "2025-09-17") == {"dt": "2025-09-17"}
+    assert partition_values(Layout.HOURLY, "2025-09-17-05") == {"dt": "2025-09-17", "hh": "05"}
+
+
+def test_a_named_task_reads_table_folders_under_its_location_with_its_prefix() -> None:
+    base = "s3://raw-a/openlake/sr_game_demo_v2"
+    result = classify("user_event/part-0.parquet", 10, 0.0, namespace="game_db", prefix="ods_", base=base)
+    assert result == LandedFile(
+        f"{base}/user_event/part-0.parquet", "game_db", "ods_user_event", "1970-01-01-00", Layout.FLAT
+    )
+    stray = classify("part-0.parquet", 10, namespace="game_db", base=base)
+    assert isinstance(stray, Misplaced) and stray.path == f"{base}/part-0.parquet"
+    assert "directly in the task's location" in stray.reason
+    hourly = classify("gps/dt=2025-09-17/hh=23/f.orc", 10, namespace="iov", prefix="ods_", base=base)
+    assert isinstance(hourly, LandedFile) and (hourly.table, hourly.layout) == ("ods_gps", Layout.HOURLY)
+
+
+def test_a_table_has_one_layout_and_files_of_another_are_rejected_naming_both() -> None:
+    hourly = classify(f"{GOOD_FOLDER}/part-0.parquet", 10)
+    flat = classify("iov/ods_vehicle_gps_raw/stray.parquet", 10, 0.0)
+    daily = classify("iov/ods_vehicle_gps_raw/dt=2025-09-17/x.parquet", 10)
+    assert isinstance(hourly, LandedFile) and isinstance(flat, LandedFile) and isinstance(daily, LandedFile)
+    assert table_layout([flat, daily, hourly]) is Layout.HOURLY
+    assert table_layout([flat, daily]) is Layout.DAILY
+    assert table_layout([flat]) is Layout.FLAT
+    assert table_layout([hourly], claimed=Layout.FLAT) is Layout.FLAT  # the registered layout holds
+    rejected = other_layout(flat, Layout.HOURLY)
+    assert rejected.path == "iov/ods_vehicle_gps_raw/stray.parquet"
+    assert "not in <namespace>/<table>/dt=YYYY-MM-DD/hh=HH/<file>" in rejected.reason
+    assert "laid out hourly" in rejected.reason and "this file is flat" in rejected.reason

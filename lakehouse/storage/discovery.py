@@ -1,0 +1,125 @@
+"""Connections, DataScan tasks and which task holds each discovered table, in the catalog database.
+
+`CatalogDB` (catalog.py) is a `DiscoveryBook` over its engine; lakehouse/landing/connections.py and
+tasks.py give the rows their meaning. Plain SQLAlchemy: SQLite and PostgreSQL alike. No secret is
+stored here, only the names of the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from lakehouse.storage.builds import utc_now
+from lakehouse.storage.catalog_schema import connections_t, datascan_tables_t, datascan_tasks_t
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    name: str
+    endpoint: str
+    region: str | None = None
+    role_arn: str | None = None
+    access_key_env: str | None = None
+    secret_key_env: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    name: str
+    location: str
+    namespace: str
+    connection: str | None = None
+    interval_seconds: int = 300
+    table_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class TableClaim:
+    namespace: str
+    name: str
+    task: str
+    layout: str
+    folder: str
+
+
+class DuplicateError(ValueError):
+    """A connection or task of that name exists already."""
+
+
+class DiscoveryBook:
+    """Typed access to lakehouse_connections, lakehouse_datascan_tasks, lakehouse_datascan_tables."""
+
+    engine: sa.Engine
+
+    def _add(self, table: sa.Table, kind: str, values: dict[str, Any]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(table).values(**values, created_at=utc_now()))
+        except sa.exc.IntegrityError:
+            raise DuplicateError(f"{kind} {values['name']} exists already") from None
+
+    def _remove(self, table: sa.Table, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(sa.delete(table).where(table.c.name == name)).rowcount)
+
+    # --- connections ----------------------------------------------------------------------
+    def add_connection(self, record: ConnectionRecord) -> None:
+        self._add(connections_t, "connection", dict(record.__dict__))
+
+    def connections(self) -> list[ConnectionRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(connections_t).order_by(connections_t.c.name))
+            return [
+                ConnectionRecord(r.name, r.endpoint, r.region, r.role_arn, r.access_key_env, r.secret_key_env)
+                for r in rows
+            ]
+
+    def connection(self, name: str) -> ConnectionRecord | None:
+        return next((c for c in self.connections() if c.name == name), None)
+
+    def remove_connection(self, name: str) -> bool:
+        return self._remove(connections_t, name)
+
+    # --- tasks ----------------------------------------------------------------------------
+    def add_task(self, record: TaskRecord) -> None:
+        self._add(datascan_tasks_t, "DataScan task", dict(record.__dict__))
+
+    def tasks(self) -> list[TaskRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(datascan_tasks_t).order_by(datascan_tasks_t.c.name))
+            return [
+                TaskRecord(r.name, r.location, r.namespace, r.connection, r.interval_seconds, r.table_prefix)
+                for r in rows
+            ]
+
+    def task(self, name: str) -> TaskRecord | None:
+        return next((t for t in self.tasks() if t.name == name), None)
+
+    def remove_task(self, name: str) -> bool:
+        """The task goes, and with it its hold on its tables (which stay, as they are)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(datascan_tables_t).where(datascan_tables_t.c.task == name))
+        return self._remove(datascan_tasks_t, name)
+
+    # --- which task holds which table -----------------------------------------------------------
+    def table_claims(self) -> dict[tuple[str, str], TableClaim]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(datascan_tables_t))
+            return {
+                (r.namespace, r.name): TableClaim(r.namespace, r.name, r.task, r.layout, r.folder)
+                for r in rows
+            }
+
+    def claim_table(self, claim: TableClaim) -> TableClaim:
+        """Record that `claim.task` holds the table, unless a task holds it already: the holder."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(datascan_tables_t).values(**claim.__dict__, claimed_at=utc_now()))
+            return claim
+        except sa.exc.IntegrityError:
+            held = self.table_claims().get((claim.namespace, claim.name))
+            assert held is not None
+            return held
