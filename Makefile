@@ -8,7 +8,7 @@ export LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 export DAGSTER_HOME ?= $(LAKEHOUSE_HOME)/dagster_home
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps lock demo test test-fast test-postgres dev lint bench bench-iov bench-game bench-freshness bench-crash bench-serve bench-stack bench-spark clean
+.PHONY: help install system-deps lock demo test test-fast test-postgres dev lint bench bench-iov bench-game bench-freshness bench-crash bench-serve bench-stack bench-spark bench-discovery clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ demo: install ## Both seed pipelines end to end: GPS (VIN001 hourly stats), then
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 test: install lint ## Lint, type-check, then the whole suite (unit, sensor, S3 on loopback, real daemon)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 test-fast: install ## Run the suite without the end-to-end daemon tests
 	$(BIN)/pytest -q -m "not e2e"
@@ -63,7 +63,7 @@ lint: install ## ruff lint + format check, mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: bench-iov bench-game bench-freshness bench-crash bench-serve bench-stack bench-spark ## All benchmarks (about an hour and a half)
+bench: bench-iov bench-game bench-freshness bench-crash bench-serve bench-stack bench-spark bench-discovery ## All benchmarks (about an hour and a half)
 
 bench-iov: install ## One hour of 3.6M GPS rows through the pipeline vs DuckDB alone; one DataScan tick
 	$(BIN)/python -m benchmarks.run
@@ -82,6 +82,9 @@ bench-stack: install ## One DataScan tick with 2,000 partitions, the catalog on 
 
 bench-spark: install ## The models on DuckDB vs Spark (2 workers, started here): the 3.6M-row hour and 30 days of game history, with Spark's time by phase
 	$(BIN)/python -m benchmarks.spark
+
+bench-discovery: install ## The game on the flat layout vs the partitioned one: a first load and one late file, with the rows each reads
+	$(BIN)/python -m benchmarks.discovery
 
 bench-crash: install ## The randomized crash sweep: SIGKILL `lakehouse scan` at random instants, recover, compare
 	LAKEHOUSE_CRASH_SWEEP=$${LAKEHOUSE_CRASH_SWEEP:-30} $(BIN)/pytest -q -s -m sweep tests/integration/test_crash_sweep.py

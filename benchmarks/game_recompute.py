@@ -167,7 +167,7 @@ def raw_files(landing_root: str, table: str, namespace: str = "game_db") -> list
     import pyarrow.parquet as pq
 
     from lakehouse.core.settings import S3Credentials
-    from lakehouse.landing.layout import LandedFile, classify
+    from lakehouse.landing.layout import LandedFile, Layout, classify
     from lakehouse.storage.object_store import open_object_store
 
     store = open_object_store(landing_root, S3Credentials())
@@ -176,6 +176,8 @@ def raw_files(landing_root: str, table: str, namespace: str = "game_db") -> list
         landed = classify(info.path, info.size)
         if not isinstance(landed, LandedFile) or not info.path.endswith(".parquet"):
             continue
+        if landed.layout is not Layout.HOURLY or landed.hh is None:
+            continue  # the recompute reads the hourly landing layout
         full = f"{landing_root}/{info.path}"
         try:
             pq.read_metadata(full)

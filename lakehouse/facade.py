@@ -329,6 +329,7 @@ class Lakehouse:
 
         from lakehouse.governance import store as g
         from lakehouse.storage.catalog import conflicts_t, files_t, snapshot_pins_t, tables_t
+        from lakehouse.storage.catalog_schema import connections_t, datascan_tables_t, datascan_tasks_t
 
         files = self.catalog.as_arrow(files_t)
         rejected = files.filter(pc.equal(files["status"], "rejected"))
@@ -339,6 +340,9 @@ class Lakehouse:
             TableId("lakehouse", "tables"): self.catalog.as_arrow(tables_t),
             TableId("lakehouse", "conflicts"): self.catalog.as_arrow(conflicts_t),
             TableId("lakehouse", "snapshot_pins"): self.catalog.as_arrow(snapshot_pins_t),
+            TableId("lakehouse", "connections"): self.catalog.as_arrow(connections_t),  # no secret in it
+            TableId("lakehouse", "datascan_tasks"): self.catalog.as_arrow(datascan_tasks_t),
+            TableId("lakehouse", "datascan_tables"): self.catalog.as_arrow(datascan_tables_t),
             TableId("lakehouse", "audit"): gov.as_arrow(g.access_t),
             TableId("lakehouse", "policy_changes"): gov.as_arrow(g.changes_t),
             TableId("lakehouse", "roles"): gov.as_arrow(g.roles_t),

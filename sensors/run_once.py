@@ -125,6 +125,8 @@ class CatchUpResult:
     """asset (namespace.table) -> partitions materialized, over every round"""
     waited_seconds: float = 0.0
     """Time spent waiting for reconcile runs of other processes (the daemon, another scan)."""
+    errors: list[str] = field(default_factory=list)
+    """DataScan tasks whose location could not be listed (their connection failed), one line each."""
 
     @property
     def failed(self) -> int:
@@ -151,7 +153,7 @@ def catch_up(
     A namespace another process is reconciling (the daemon, another `lakehouse scan`) is waited for,
     then planned again, so what is stale when this returns was landed after it started."""
     from lakehouse.facade import Lakehouse
-    from sensors.datascan import reconcile_runs_in_flight
+    from sensors.datascan import TaskFailed, reconcile_runs_in_flight
 
     resource = (defs.resources or {}).get("lakehouse")
     lh = resource.open() if resource is not None else Lakehouse(LakehouseSettings.from_env())
@@ -162,7 +164,12 @@ def catch_up(
         total.rounds += 1
         requested = 0
         for sensor in names:
-            result = run_sensor_once(defs, instance, sensor, log_level=log_level)
+            try:
+                result = run_sensor_once(defs, instance, sensor, log_level=log_level)
+            except TaskFailed as exc:  # one task's connection failing does not stop the others
+                if str(exc) not in total.errors:
+                    total.errors.append(str(exc))
+                continue
             if total.rounds == 1 and total.first_skip_reason is None:
                 total.first_skip_reason = result.skip_reason
             requested += result.requested

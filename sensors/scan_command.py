@@ -13,7 +13,7 @@ import dagster as dg
 
 from lakehouse.cli.options import open_lakehouse
 from lakehouse_assets.definitions import build_definitions
-from sensors.run_once import catch_up, dagster_instance, run_datascan_once
+from sensors.run_once import catch_up, dagster_instance, datascan_sensors, run_sensor_once
 
 
 @click.command()
@@ -41,11 +41,15 @@ def scan(execute: bool, log_level: str) -> None:
     instance = dagster_instance(settings)
     defs = build_definitions()  # the resource reads the environment at run time: no settings in run config
     if not execute:
-        plan = run_datascan_once(defs, instance, execute=False, log_level=log_level)
-        if plan.requested == 0:
-            click.echo(f"DataScan: {plan.skip_reason or 'nothing to do'}")
+        requested, skipped = 0, None
+        for sensor in datascan_sensors(defs):
+            plan = run_sensor_once(defs, instance, sensor, execute=False, log_level=log_level)
+            requested += plan.requested
+            skipped = skipped or plan.skip_reason
+        if requested == 0:
+            click.echo(f"DataScan: {skipped or 'nothing to do'}")
         else:
-            click.echo(f"DataScan: {plan.requested} reconcile run(s) would be launched")
+            click.echo(f"DataScan: {requested} reconcile run(s) would be launched")
         return
     result = catch_up(defs, instance, log_level=log_level)
     if result.waited_seconds >= 1:
@@ -59,5 +63,9 @@ def scan(execute: bool, log_level: str) -> None:
         )
     else:
         click.echo(f"DataScan: {result.first_skip_reason or 'nothing to do'}")
+    for error in result.errors:
+        click.echo(f"error: {error}", err=True)
     if result.failed:
         raise click.ClickException("some runs failed; see `dagster` run logs in the UI (make dev)")
+    if result.errors:
+        raise click.ClickException(f"{len(result.errors)} DataScan task(s) could not be listed (above)")

@@ -262,7 +262,10 @@ def datascan_remove(task: str) -> None:
         )
     if not open_lakehouse().catalog.remove_task(task):
         raise click.ClickException(f"no DataScan task {task!r} (see `lakehouse datascan list`)")
-    click.echo(f"DataScan task {task} removed (its tables stay, no longer synced)")
+    click.echo(
+        f"DataScan task {task} removed: its tables stay as they are, no longer synced, held by its name "
+        "(`lakehouse datascan add` it again to sync them)"
+    )
 
 
 @datascan.command("run")
@@ -293,6 +296,8 @@ def datascan_run(task: str, log_level: str) -> None:
         raise click.ClickException(str(exc)) from None
     instance = dagster_instance(lh.settings)
     result = catch_up(build_definitions(), instance, log_level=log_level, sensors=[found.sensor_name])
+    if result.errors:
+        raise click.ClickException(result.errors[0])
     built = sum(result.built.values())
     tables = ", ".join(f"{name} {n}" for name, n in sorted(result.built.items()))
     if result.requested:

@@ -213,22 +213,22 @@ def scan(
             tables.add(table)
             folder = task.folder(table.namespace, table.name)
             claim = claims.get((table.namespace, table.name))
-            reason = (
-                _held_by_another(lh, task, table, claim, folder)
-                or conflict_reason(lh, table)
-                or case_reasons.get(table)
-            )
-            if reason is None and claim is None:
+            reason = conflict_reason(lh, table) or case_reasons.get(table)
+            if reason:  # the name is not DataScan's to use: the table is held, whoever found it
+                conflicting.add(table)
+                if lh.catalog.record_conflict(table.namespace, table.name, reason):
+                    new_conflicts.append((table, reason))
+                continue
+            if claim is None and (task.is_default or lh.tables.origin(table) != "datascan"):
                 layout = table_layout(landed_file for landed_file, _ in files)
                 claim = lh.catalog.claim_table(
                     TableClaim(table.namespace, table.name, task.name, layout.value, folder)
                 )
                 claims[(table.namespace, table.name)] = claim
-                reason = _held_by_another(lh, task, table, claim, folder)
-            if reason:
-                conflicting.add(table)
-                if lh.catalog.record_conflict(table.namespace, table.name, reason):
-                    new_conflicts.append((table, reason))
+            held = _held_by_another(lh, task, table, claim, folder)
+            if held:  # another task holds it: its files count, this task's are not merged in
+                if lh.catalog.record_conflict(table.namespace, table.name, held):
+                    new_conflicts.append((table, held))
                 continue
             assert claim is not None
             owners[table] = task.name

@@ -99,9 +99,8 @@ class DiscoveryBook:
         return next((t for t in self.tasks() if t.name == name), None)
 
     def remove_task(self, name: str) -> bool:
-        """The task goes, and with it its hold on its tables (which stay, as they are)."""
-        with self.engine.begin() as conn:
-            conn.execute(sa.delete(datascan_tables_t).where(datascan_tables_t.c.task == name))
+        """The task goes; its tables stay as they are, still held by its name (another task finding
+        them is a conflict; the task added again under the same name syncs them again)."""
         return self._remove(datascan_tasks_t, name)
 
     # --- which task holds which table -----------------------------------------------------------

@@ -97,7 +97,7 @@ def land_seeds(lh: Lakehouse) -> None:
         junk=True,
         file_format="parquet",
     )
-    generate_game(lh.landing, days=3, users=60, events_per_day=300, start=dt.date(2025, 9, 1))
+    generate_game(lh.landing, days=2, users=60, events_per_day=300, start=dt.date(2025, 9, 1))
 
 
 def build(settings: LakehouseSettings) -> Lakehouse:
