@@ -77,15 +77,13 @@ def discovered_tables(
 
 
 def guess_layout(store: ObjectStore, folder: str) -> Layout:
-    """What a table folder holds before it is registered: dt=/hh= folders, dt= folders, or files."""
+    """What a table folder holds before it is registered, by the precedence DataScan applies
+    (lakehouse/landing/layout.py): dt=/hh= folders, else dt= folders, else flat files."""
     days = [d for d in store.list_dirs(folder) if d.startswith("dt=")]
     if not days:
         return Layout.FLAT
-    return (
-        Layout.HOURLY
-        if any(h.startswith("hh=") for h in store.list_dirs(f"{folder}/{days[0]}"))
-        else Layout.DAILY
-    )
+    hourly = any(h.startswith("hh=") for d in days for h in store.list_dirs(f"{folder}/{d}"))
+    return Layout.HOURLY if hourly else Layout.DAILY
 
 
 def build_definitions(

@@ -21,7 +21,7 @@ import dagster as dg
 from lakehouse.core.ids import TableId
 from lakehouse.facade import Lakehouse
 from lakehouse.landing.scan import scan
-from lakehouse.landing.tasks import ScanTask, find_task
+from lakehouse.landing.tasks import ScanTask, TaskError, find_task
 from lakehouse.models.graph import ModelGraph
 from lakehouse.models.reconcile import Reconciler
 from lakehouse.storage.leases import alive as alive_worker
@@ -106,7 +106,12 @@ def build_datascan_sensor(
     )
     def datascan(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
         lh = lakehouse.open()
-        current = task if task.is_default else find_task(lh, task.name)  # removed: TaskError
+        try:
+            current = task if task.is_default else find_task(lh, task.name)
+        except TaskError:
+            return dg.SensorResult(
+                skip_reason=f"DataScan task {task.name} was removed; reload the code location to drop this sensor"
+            )
         result = scan(lh, declared, [current])
         if current.name in result.failed_tasks:
             raise TaskFailed(result.failed_tasks[current.name])

@@ -13,6 +13,7 @@ import dagster as dg
 
 from lakehouse.cli.options import open_lakehouse
 from lakehouse_assets.definitions import build_definitions
+from sensors.datascan import TaskFailed
 from sensors.run_once import catch_up, dagster_instance, datascan_sensors, run_sensor_once
 
 
@@ -42,10 +43,17 @@ def scan(execute: bool, log_level: str) -> None:
     defs = build_definitions()  # the resource reads the environment at run time: no settings in run config
     if not execute:
         requested, skipped = 0, None
+        errors = []
         for sensor in datascan_sensors(defs):
-            plan = run_sensor_once(defs, instance, sensor, execute=False, log_level=log_level)
+            try:
+                plan = run_sensor_once(defs, instance, sensor, execute=False, log_level=log_level)
+            except TaskFailed as exc:  # one task's connection failing does not hide the others' plans
+                errors.append(str(exc))
+                continue
             requested += plan.requested
             skipped = skipped or plan.skip_reason
+        for error in errors:
+            click.echo(f"error: {error}", err=True)
         if requested == 0:
             click.echo(f"DataScan: {skipped or 'nothing to do'}")
         else:

@@ -31,6 +31,7 @@ def connection() -> None:
     metavar="ARN",
     help="A role to assume through STS at the endpoint (refreshed before expiry).",
 )
+@click.option("--sts-endpoint", metavar="URL", help="Where STS is asked for the role (default: --endpoint).")
 @click.option("--access-key-env", metavar="VAR", help="The NAME of the variable holding the access key id.")
 @click.option("--secret-key-env", metavar="VAR", help="The NAME of the variable holding the secret key.")
 def connection_add(
@@ -38,19 +39,34 @@ def connection_add(
     endpoint: str,
     region: str | None,
     role_arn: str | None,
+    sts_endpoint: str | None,
     access_key_env: str | None,
     secret_key_env: str | None,
 ) -> None:
     """Add connection NAME. Keys come from the variables named (else AWS_ACCESS_KEY_ID/...)."""
     from lakehouse.landing.connections import validate
 
-    record = ConnectionRecord(name, endpoint.rstrip("/"), region, role_arn, access_key_env, secret_key_env)
+    record = ConnectionRecord(
+        name,
+        endpoint.rstrip("/"),
+        region,
+        role_arn,
+        access_key_env,
+        secret_key_env,
+        sts_endpoint.rstrip("/") if sts_endpoint else None,
+    )
     try:
         validate(record)
         open_lakehouse().catalog.add_connection(record)
     except (ValueError, DuplicateError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"connection {name} added: {_describe(record)}")
+
+
+def _fields(row: dict[str, Any]) -> str:
+    """One record as `name  value` lines."""
+    width = max(len(k) for k in row)
+    return "\n".join(f"{k.ljust(width)}  {'' if v is None else v}" for k, v in row.items())
 
 
 def _describe(record: ConnectionRecord) -> str:
@@ -74,7 +90,16 @@ def _connection_rows(lh: Any) -> list[dict[str, Any]]:
     ]
 
 
-CONNECTION_COLUMNS = ["name", "endpoint", "region", "role_arn", "access_key_env", "secret_key_env", "tasks"]
+CONNECTION_COLUMNS = [
+    "name",
+    "endpoint",
+    "region",
+    "role_arn",
+    "sts_endpoint",
+    "access_key_env",
+    "secret_key_env",
+    "tasks",
+]
 
 
 @connection.command("list")
@@ -105,8 +130,7 @@ def connection_show(name: str, check: bool, fmt: str) -> None:
         except ConnectionFailed as exc:
             raise click.ClickException(str(exc)) from None
     if fmt == "table":
-        width = max(len(k) for k in row)
-        click.echo("\n".join(f"{k.ljust(width)}  {'' if v is None else v}" for k, v in row.items()))
+        click.echo(_fields(row))
     else:
         click.echo(render([row], list(row), fmt))
 
@@ -208,10 +232,7 @@ def datascan_list(fmt: str) -> None:
 @format_option
 def datascan_show(task: str, fmt: str) -> None:
     """One task: its settings, the tables it holds (layout, folder), conflicts and rejected files."""
-    import sqlalchemy as sa
-
-    from lakehouse.landing.tasks import TaskError, find_task
-    from lakehouse.storage.catalog_schema import conflicts_t
+    from lakehouse.landing.tasks import TaskError, all_tasks, find_task
 
     lh = open_lakehouse()
     try:
@@ -223,24 +244,25 @@ def datascan_show(task: str, fmt: str) -> None:
         (c for c in lh.catalog.table_claims().values() if c.task == task), key=lambda c: (c.namespace, c.name)
     )
     tables = [{"table": f"{c.namespace}.{c.name}", "layout": c.layout, "folder": c.folder} for c in held]
-    with lh.catalog.engine.connect() as conn:
-        conflicts = [
-            {"table": f"{r.namespace}.{r.name}", "reason": r.reason}
-            for r in conn.execute(sa.select(conflicts_t))
-            if f"task {task} " in r.reason
-        ]
+    conflicts = lh.catalog.task_conflicts(task)
+    others = [t.base + "/" for t in all_tasks(lh) if t.base and t.name != task]
+
+    def mine(path: str) -> bool:
+        if found.base:
+            return path.startswith(found.base + "/")
+        return not any(path.startswith(base) for base in others)
+
     rejected = [
         {"path": r["path"], "reason": r["reason"]}
         for r in lh.catalog.file_rows("rejected")
-        if (r["path"].startswith(found.base + "/") if found.base else "://" not in r["path"])
+        if mine(r["path"])
     ]
     if fmt != "table":
         click.echo(
             render([{**row, "held": tables, "conflicts": conflicts, "rejected": rejected}], [], "json")
         )
         return
-    width = max(len(k) for k in row)
-    click.echo("\n".join(f"{k.ljust(width)}  {'' if v is None else v}" for k, v in row.items()))
+    click.echo(_fields(row))
     for title, rows, columns in (
         ("tables", tables, ["table", "layout", "folder"]),
         ("conflicts", conflicts, ["table", "reason"]),

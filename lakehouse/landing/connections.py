@@ -5,10 +5,10 @@ the environment variables holding its access key and secret (without them, the p
 credentials are used). Nothing secret is stored or printed: the catalog keeps the variable names,
 errors name the connection, the endpoint and the variable, never a value.
 
-With a role, the keys only sign an STS AssumeRole call (at the connection's endpoint: MinIO, moto
-and OSS-style gateways serve STS there); the temporary credentials it returns are cached in the
-process and assumed again before they expire (REFRESH_MARGIN_SECONDS ahead), so a daemon running
-for days never reads with expired credentials.
+With a role, the keys only sign an STS AssumeRole call (at the connection's STS endpoint, by default
+its endpoint: MinIO, moto and OSS-style gateways serve STS there); the temporary credentials it
+returns are cached in the process and assumed again before they expire (REFRESH_MARGIN_SECONDS
+ahead), so a daemon running for days never reads with expired credentials.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from lakehouse.core.settings import S3Credentials
 from lakehouse.storage.discovery import ConnectionRecord
@@ -29,6 +30,8 @@ REFRESH_MARGIN_SECONDS = 600
 """Assume the role again when the credentials in hand expire within this many seconds."""
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,}$")
+"""What an AWS access key id looks like: refused where a variable's name is expected."""
 ROLE_ARN = re.compile(r"^arn:[A-Za-z0-9-]+:iam::[0-9]*:role/[\w+=,.@/-]+$")
 
 
@@ -41,8 +44,13 @@ def validate(record: ConnectionRecord) -> None:
     """Raise ValueError naming the bad field of a connection about to be stored."""
     if not NAME.match(record.name):
         raise ValueError(f"connection name {record.name!r} must be letters, digits, _ or -")
-    if not re.match(r"^https?://[^\s/]+", record.endpoint):
-        raise ValueError(f"--endpoint must be an http(s):// URL, got {record.endpoint!r}")
+    for flag, url in (("--endpoint", record.endpoint), ("--sts-endpoint", record.sts_endpoint)):
+        if url is None:
+            continue
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"{flag} must be an http(s):// URL, got {url!r}")
+        if "@" in url.split("/")[2]:
+            raise ValueError(f"{flag} must not hold credentials (user:password@); name variables instead")
     if record.role_arn is not None and not ROLE_ARN.match(record.role_arn):
         raise ValueError(
             f"--role-arn must look like arn:aws:iam::123456789012:role/NAME, got {record.role_arn!r}"
@@ -53,10 +61,20 @@ def validate(record: ConnectionRecord) -> None:
         ("--access-key-env", record.access_key_env),
         ("--secret-key-env", record.secret_key_env),
     ):
-        if value is not None and not ENV_NAME.match(value):
+        if value is not None and (not ENV_NAME.match(value) or KEY_ID.match(value)):
             raise ValueError(
                 f"{flag} takes the NAME of an environment variable (letters, digits, _), not its value"
             )
+
+
+def scrubbed(reason: BaseException | str, secrets: list[str | None]) -> str:
+    """An error as one line of at most 300 characters, every secret in it shown as ***."""
+    text = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
+    text = (text.strip().splitlines() or [""])[0][:300]
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 @dataclass
@@ -69,16 +87,11 @@ _assumed: dict[tuple[str, str, str | None], _Assumed] = {}
 _lock = threading.Lock()
 
 
-def _scrub(text: str, secrets: list[str | None]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def base_credentials(record: ConnectionRecord, env: Mapping[str, str] | None = None) -> S3Credentials:
     """The connection's own keys (from the variables it names) or, without, the process's AWS_* ones."""
     env = os.environ if env is None else env
+    key: str | None
+    secret: str | None
     if record.access_key_env and record.secret_key_env:
         missing = [v for v in (record.access_key_env, record.secret_key_env) if not env.get(v)]
         if missing:
@@ -86,8 +99,7 @@ def base_credentials(record: ConnectionRecord, env: Mapping[str, str] | None = N
                 f"connection {record.name}: environment variable {', '.join(missing)} is not set "
                 "(it holds the connection's key)"
             )
-        key: str | None = env[record.access_key_env]
-        secret: str | None = env[record.secret_key_env]
+        key, secret = env[record.access_key_env], env[record.secret_key_env]
     else:
         key, secret = env.get("AWS_ACCESS_KEY_ID") or None, env.get("AWS_SECRET_ACCESS_KEY") or None
     return S3Credentials(
@@ -113,28 +125,33 @@ def credentials(record: ConnectionRecord, env: Mapping[str, str] | None = None) 
         return fresh.credentials
 
 
-def _assume(record: ConnectionRecord, base: S3Credentials) -> _Assumed:
+def _sts(record: ConnectionRecord, creds: S3Credentials) -> Any:
     import botocore.session
+
+    return botocore.session.get_session().create_client(
+        "sts",
+        endpoint_url=record.sts_endpoint or record.endpoint,
+        region_name=creds.region,
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+    )
+
+
+def _assume(record: ConnectionRecord, base: S3Credentials) -> _Assumed:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    session = botocore.session.get_session()
-    client = session.create_client(
-        "sts",
-        endpoint_url=record.endpoint,
-        region_name=base.region,
-        aws_access_key_id=base.access_key_id,
-        aws_secret_access_key=base.secret_access_key,
-    )
     try:
-        answer = client.assume_role(
+        answer = _sts(record, base).assume_role(
             RoleArn=record.role_arn,
             RoleSessionName=f"lakehouse-{record.name}"[:64],
             DurationSeconds=ROLE_SESSION_SECONDS,
         )
     except (ClientError, BotoCoreError) as exc:
-        reason = _scrub(str(exc), [base.secret_access_key, base.access_key_id])
+        reason = scrubbed(str(exc), [base.secret_access_key, base.access_key_id])
         raise ConnectionFailed(
-            f"connection {record.name}: cannot assume role {record.role_arn} at {record.endpoint}: {reason}"
+            f"connection {record.name}: cannot assume role {record.role_arn} at "
+            f"{record.sts_endpoint or record.endpoint}: {reason}"
         ) from None
     given = answer["Credentials"]
     return _Assumed(
@@ -156,36 +173,24 @@ def forget_assumed() -> None:
 
 
 def auth_error(
-    record: ConnectionRecord, location: str, exc: BaseException, creds: S3Credentials
+    record: ConnectionRecord, location: str, exc: BaseException, secrets: list[str | None]
 ) -> ConnectionFailed:
     """A failure to list or read through a connection, as an error naming it and never a secret."""
-    reason = _scrub(
-        f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
-        [creds.secret_access_key, creds.session_token, creds.access_key_id],
-    )
     return ConnectionFailed(
-        f"connection {record.name} cannot read {location} (endpoint {record.endpoint}): {reason}"
+        f"connection {record.name} cannot read {location} (endpoint {record.endpoint}): "
+        f"{scrubbed(exc, secrets)}"
     )
 
 
 def whoami(record: ConnectionRecord) -> str:
     """Who the connection authenticates as now (STS GetCallerIdentity with its credentials)."""
-    import botocore.session
     from botocore.exceptions import BotoCoreError, ClientError
 
     creds = credentials(record)
-    client = botocore.session.get_session().create_client(
-        "sts",
-        endpoint_url=record.endpoint,
-        region_name=creds.region,
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        aws_session_token=creds.session_token,
-    )
     try:
-        return str(client.get_caller_identity()["Arn"])
+        return str(_sts(record, creds).get_caller_identity()["Arn"])
     except (ClientError, BotoCoreError) as exc:
-        reason = _scrub(str(exc), [creds.secret_access_key, creds.session_token, creds.access_key_id])
+        reason = scrubbed(str(exc), [creds.secret_access_key, creds.session_token, creds.access_key_id])
         raise ConnectionFailed(
-            f"connection {record.name}: cannot authenticate at {record.endpoint}: {reason}"
+            f"connection {record.name}: cannot authenticate at {record.sts_endpoint or record.endpoint}: {reason}"
         ) from None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.core.failpoints import failpoint
 from lakehouse.core.ids import TableId
-from lakehouse.landing.layout import LandedFile, Layout, classify, partition_values
+from lakehouse.landing.layout import LandedFile, Layout, partition_values
 from lakehouse.landing.scan import conflict_reason
 from lakehouse.landing.tasks import ScanTask, default_task, find_task, task_store
 from lakehouse.storage.catalog import FileRecord
@@ -81,14 +81,7 @@ def _landed_files(
     found: dict[str, list[tuple[LandedFile, int, str]]] = {key: [] for key in keys}
     for prefix in sorted({source.prefix(key) for key in keys}):
         for info in task_store(lh, task).walk(prefix):
-            kind = classify(
-                info.path,
-                info.size,
-                info.modified,
-                namespace=task.namespace,
-                prefix=task.table_prefix,
-                base=task.base,
-            )
+            kind = task.classify(info)
             if isinstance(kind, LandedFile) and kind.layout is source.layout and kind.partition_key in found:
                 found[kind.partition_key].append((kind, info.size, info.fingerprint))
     return found
@@ -168,8 +161,9 @@ def ingest_partitions(lh: Lakehouse, table: TableId, keys: list[str]) -> list[In
 
     if schema is None:
         # Nothing readable and no table yet: nothing to register, but remember the rejections.
-        for key, report in reports.items():
-            lh.catalog.replace_partition_files(table.namespace, table.name, key, report.rejected)
+        lh.catalog.replace_partitions_files(
+            table.namespace, table.name, {key: report.rejected for key, report in reports.items()}
+        )
         return list(reports.values())
 
     final_schema = lh.tables.ensure_table(table, schema, list(columns), origin="datascan")
@@ -217,10 +211,11 @@ def ingest_partitions(lh: Lakehouse, table: TableId, keys: list[str]) -> list[In
         report = reports[record.partition_key]
         report.loaded.append(FileRecord(**{**record.__dict__, "rows": rows.get(record.path, 0)}))
         report.rows += rows.get(record.path, 0)
-    for key, report in reports.items():
-        lh.catalog.replace_partition_files(
-            table.namespace, table.name, key, [*report.loaded, *report.rejected]
-        )
+    lh.catalog.replace_partitions_files(
+        table.namespace,
+        table.name,
+        {key: [*report.loaded, *report.rejected] for key, report in reports.items()},
+    )
     return list(reports.values())
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from lakehouse.core.ids import TableId
 from lakehouse.facade import Lakehouse
-from lakehouse.landing.layout import LandedFile, Layout, Misplaced, classify, other_layout, table_layout
+from lakehouse.landing.layout import LandedFile, Layout, Misplaced, other_layout, table_layout
 from lakehouse.landing.tasks import DEFAULT_TASK, ScanTask, all_tasks, read_error, task_store
 from lakehouse.storage.catalog import FileRecord
 from lakehouse.storage.discovery import TableClaim
@@ -177,21 +177,20 @@ def scan(
         try:
             store = task_store(lh, task)
             store.refresh()
-            infos = list(store.walk())
+            infos = list(store.walk(strict=not task.is_default))
         except Exception as exc:  # noqa: BLE001 - a task that cannot list must not stop the others
             failed[task.name] = str(read_error(lh, task, exc))
+            continue
+        if not infos and not task.is_default and _holds_data(lh, task, claims):
+            failed[task.name] = (
+                f"{task.describe()}: lists no object under {task.location} while its tables hold "
+                "data (unreachable, misconfigured or emptied?); its tables are left as they are"
+            )
             continue
         candidates: dict[TableId, list[tuple[LandedFile, ObjectInfo]]] = defaultdict(list)
         for info in infos:
             listed += 1
-            kind = classify(
-                info.path,
-                info.size,
-                info.modified,
-                namespace=task.namespace,
-                prefix=task.table_prefix,
-                base=task.base,
-            )
+            kind = task.classify(info)
             if kind is None:
                 junk += 1
             elif isinstance(kind, Misplaced):
@@ -220,15 +219,18 @@ def scan(
                     new_conflicts.append((table, reason))
                 continue
             if claim is None and (task.is_default or lh.tables.origin(table) != "datascan"):
-                layout = table_layout(landed_file for landed_file, _ in files)
+                # a table registered before layouts existed is hourly; a new one takes its files' layout
+                registered = lh.tables.origin(table) == "datascan"
+                layout = Layout.HOURLY if registered else table_layout(f for f, _ in files)
                 claim = lh.catalog.claim_table(
                     TableClaim(table.namespace, table.name, task.name, layout.value, folder)
                 )
                 claims[(table.namespace, table.name)] = claim
             held = _held_by_another(lh, task, table, claim, folder)
             if held:  # another task holds it: its files count, this task's are not merged in
-                if lh.catalog.record_conflict(table.namespace, table.name, held):
+                if lh.catalog.record_task_conflict(table.namespace, table.name, task.name, held):
                     new_conflicts.append((table, held))
+                    lh.catalog.record_conflict(table.namespace, table.name, held)  # lakehouse.conflicts
                 continue
             assert claim is not None
             owners[table] = task.name
@@ -283,6 +285,16 @@ def scan(
         seconds=time.perf_counter() - started,
         failed_tasks=failed,
         tasks=sorted(listed_tasks),
+    )
+
+
+def _holds_data(lh: Lakehouse, task: ScanTask, claims: dict[tuple[str, str], TableClaim]) -> bool:
+    """Whether any table the task holds has a partition built from files."""
+    held = {(c.namespace, c.name) for c in claims.values() if c.task == task.name}
+    empty = f"files:{files_digest([])}"
+    return any(
+        (namespace, name) in held and inputs != empty
+        for (namespace, name, _key), inputs in lh.catalog.landed_inputs().items()
     )
 
 

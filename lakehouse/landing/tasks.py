@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.core.settings import as_uri
-from lakehouse.landing.layout import IDENTIFIER
+from lakehouse.landing.layout import IDENTIFIER, LandedFile, Misplaced, classify
 from lakehouse.storage.discovery import TaskRecord
 
 if TYPE_CHECKING:
     from lakehouse.core.settings import LakehouseSettings, S3Credentials
     from lakehouse.facade import Lakehouse
-    from lakehouse.storage.object_store import ObjectStore
+    from lakehouse.storage.object_store import ObjectInfo, ObjectStore
 
 DEFAULT_TASK = "default"
 DEFAULT_SENSOR = "datascan"
@@ -71,6 +71,17 @@ class ScanTask:
     def folder(self, namespace: str, table: str) -> str:
         """The table folder inside the location, for a table this task would name so."""
         return f"{namespace}/{table}" if self.is_default else table.removeprefix(self.table_prefix)
+
+    def classify(self, info: ObjectInfo) -> LandedFile | Misplaced | None:
+        """What one object of this task's location is (lakehouse/landing/layout.py)."""
+        return classify(
+            info.path,
+            info.size,
+            info.modified,
+            namespace=self.namespace,
+            prefix=self.table_prefix,
+            base=self.base,
+        )
 
     def describe(self) -> str:
         into = "namespaces as folders" if self.is_default else f"namespace {self.namespace}"
@@ -164,17 +175,21 @@ def task_store(lh: Lakehouse, task: ScanTask) -> ObjectStore:
 
 
 def read_error(lh: Lakehouse, task: ScanTask, exc: BaseException) -> Exception:
-    """A failure to list or read a task's location, as an error naming the task and its connection."""
-    from lakehouse.landing.connections import ConnectionFailed, auth_error
+    """A failure to list or read a task's location, as an error naming the task and its connection
+    and never a secret."""
+    from lakehouse.landing.connections import ConnectionFailed, auth_error, base_credentials, scrubbed
 
     if isinstance(exc, ConnectionFailed):
         return ConnectionFailed(f"{task.describe()}: {exc}")
+    own = lh.settings.s3
+    secrets = [own.secret_access_key, own.session_token, own.access_key_id]
     record = lh.catalog.connection(task.connection) if task.connection else None
-    if record is not None:
-        creds = task_credentials(lh, task)
-        return ConnectionFailed(f"{task.describe()}: {auth_error(record, task.location, exc, creds)}")
-    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-    for secret in (lh.settings.s3.secret_access_key, lh.settings.s3.access_key_id):
-        if secret:
-            reason = reason.replace(secret, "***")
-    return ConnectionFailed(f"{task.describe()}: cannot list {task.location}: {reason}")
+    if record is None:
+        return ConnectionFailed(f"{task.describe()}: cannot list {task.location}: {scrubbed(exc, secrets)}")
+    for found in (lambda: base_credentials(record), lambda: task_credentials(lh, task)):
+        try:
+            creds = found()
+        except Exception:  # noqa: BLE001 - what is at hand is scrubbed; the listing error is reported
+            continue
+        secrets += [creds.secret_access_key, creds.session_token, creds.access_key_id]
+    return ConnectionFailed(f"{task.describe()}: {auth_error(record, task.location, exc, secrets)}")

@@ -234,20 +234,25 @@ class CatalogDB(BuildBook, PinBook, DiscoveryBook):
         with self.engine.connect() as conn:
             return dict(conn.execute(sa.select(files_t.c.path, files_t.c.fingerprint)).tuples().all())
 
-    def replace_partition_files(
-        self, namespace: str, table: str, partition_key: str, records: Iterable[FileRecord]
+    def replace_partitions_files(
+        self, namespace: str, table: str, records: dict[str, list[FileRecord]]
     ) -> None:
-        """The partition's manifest becomes exactly `records` (files gone from landing drop out)."""
+        """Several partitions' manifests become exactly `records` (key -> files), in one transaction.
+        A file that moved between them (a flat table's file replaced with another arrival hour) or
+        that was recorded before outside any partition is moved, never duplicated."""
         now = utc_now()
+        paths = [r.path for rows in records.values() for r in rows]
         with self.engine.begin() as conn:
             conn.execute(
                 sa.delete(files_t).where(
                     files_t.c.namespace == namespace,
                     files_t.c.table_name == table,
-                    files_t.c.partition_key == partition_key,
+                    files_t.c.partition_key.in_(list(records)),
                 )
             )
-            values = [{**r.__dict__, "updated_at": now} for r in records]
+            for start in range(0, len(paths), 500):
+                conn.execute(sa.delete(files_t).where(files_t.c.path.in_(paths[start : start + 500])))
+            values = [{**r.__dict__, "updated_at": now} for rows in records.values() for r in rows]
             if values:
                 conn.execute(sa.insert(files_t), values)
 

@@ -150,6 +150,7 @@ connections_t = sa.Table(
     sa.Column("role_arn", sa.Text),
     sa.Column("access_key_env", sa.String(255)),
     sa.Column("secret_key_env", sa.String(255)),
+    sa.Column("sts_endpoint", sa.Text),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
 """The seed's CONNECTION: a named way to reach an object store (endpoint, region, a role to assume).
@@ -181,3 +182,14 @@ datascan_tables_t = sa.Table(
 )
 """Which DataScan task registered each ODS table, from which folder, in which layout (hourly, daily,
 flat). The first task to find a table holds it; another task finding the same name is a conflict."""
+
+datascan_conflicts_t = sa.Table(
+    "lakehouse_datascan_conflicts",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("task", sa.String(255), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.DateTime, nullable=False),
+)
+"""Tables a DataScan task found that another task holds: one row per (table, task), reported once."""

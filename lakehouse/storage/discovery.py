@@ -13,7 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from lakehouse.storage.builds import utc_now
-from lakehouse.storage.catalog_schema import connections_t, datascan_tables_t, datascan_tasks_t
+from lakehouse.storage.catalog_schema import (
+    connections_t,
+    datascan_conflicts_t,
+    datascan_tables_t,
+    datascan_tasks_t,
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,8 @@ class ConnectionRecord:
     role_arn: str | None = None
     access_key_env: str | None = None
     secret_key_env: str | None = None
+    sts_endpoint: str | None = None
+    """Where STS is asked for the role (None: the endpoint itself, as MinIO and moto serve it)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,15 @@ class DiscoveryBook:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(connections_t).order_by(connections_t.c.name))
             return [
-                ConnectionRecord(r.name, r.endpoint, r.region, r.role_arn, r.access_key_env, r.secret_key_env)
+                ConnectionRecord(
+                    r.name,
+                    r.endpoint,
+                    r.region,
+                    r.role_arn,
+                    r.access_key_env,
+                    r.secret_key_env,
+                    r.sts_endpoint,
+                )
                 for r in rows
             ]
 
@@ -122,3 +137,27 @@ class DiscoveryBook:
             held = self.table_claims().get((claim.namespace, claim.name))
             assert held is not None
             return held
+
+    # --- tables a task found that another holds ---------------------------------------------
+    def record_task_conflict(self, namespace: str, name: str, task: str, reason: str) -> bool:
+        """Record once per (table, task); True when it is new."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.insert(datascan_conflicts_t).values(
+                        namespace=namespace, name=name, task=task, reason=reason, first_seen=utc_now()
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def task_conflicts(self, task: str) -> list[dict[str, Any]]:
+        query = sa.select(datascan_conflicts_t).where(datascan_conflicts_t.c.task == task)
+        with self.engine.connect() as conn:
+            return [
+                {"table": f"{r.namespace}.{r.name}", "reason": r.reason}
+                for r in conn.execute(
+                    query.order_by(datascan_conflicts_t.c.namespace, datascan_conflicts_t.c.name)
+                )
+            ]

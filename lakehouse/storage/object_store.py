@@ -58,10 +58,12 @@ class ObjectStore:
         """Forget cached listings so the next walk sees the store as it is now."""
         self._fs.invalidate_cache()
 
-    def walk(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under prefix, with size and fingerprint, in path order."""
+    def walk(self, prefix: str = "", strict: bool = False) -> Iterator[ObjectInfo]:
+        """Every object under prefix, with size and fingerprint, in path order. A prefix that does
+        not exist holds nothing; `strict`: every error is raised (a task listing its location must
+        tell "empty" from "unreachable": s3fs's exists() answers False to a refused request)."""
         base = self._abs(prefix.strip("/"))
-        if not self._fs.exists(base):
+        if not strict and not self._fs.exists(base):
             return
         found = self._fs.find(base, detail=True, withdirs=False)
         cut = len(self._root) + 1
@@ -173,14 +175,17 @@ class LocalObjectStore(ObjectStore):
     def _fingerprint(self, detail: dict[str, Any]) -> str:
         raise NotImplementedError("LocalObjectStore.walk fingerprints from os.stat directly")
 
-    def walk(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def walk(self, prefix: str = "", strict: bool = False) -> Iterator[ObjectInfo]:
         """os.scandir instead of fsspec: a DataScan tick lists everything, so per-entry cost matters.
 
-        Folders whose names start with '.' or '_' are junk by the landing rules and are not entered."""
+        Folders whose names start with '.' or '_' are junk by the landing rules and are not entered.
+        `strict`: a missing folder is an error (an unmounted or mistyped location), not emptiness."""
         import os
 
         base = self._abs(prefix.strip("/"))
         if not os.path.isdir(base):
+            if strict:
+                raise FileNotFoundError(f"{base}: no such folder")
             return
         cut = len(self._root) + 1
         found: list[ObjectInfo] = []

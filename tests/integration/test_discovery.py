@@ -284,9 +284,23 @@ def test_a_flat_table_follows_its_files_new_replaced_deleted_and_rejected(tmp_pa
     _flat(lake, "a.parquet", [10], nine + 7200)  # replaced: it moves to its new arrival hour
     lake("datascan", "run", "shop")
     assert rows() == [3, 4, 5, 10]
+    _flat(lake, "a.parquet", [10, 11], nine - 3600)  # replaced keeping an older time (cp -p): moves back
+    lake("datascan", "run", "shop")
+    assert rows() == [3, 4, 5, 10, 11]
+    assert lake.lh.catalog.build_failures("shop") == {}
+    _flat(lake, "a.parquet", [10], nine + 7200)
     (raw / "orders" / "b.parquet").unlink()  # deleted
     lake("datascan", "run", "shop")
     assert rows() == [10]
+    # a location that lists nothing while its tables hold data is reported, its tables kept
+    (raw / "orders").rename(tmp_path / "elsewhere")
+    empty = lake("datascan", "run", "shop", ok=False)
+    assert "lists no object under" in empty.stderr and rows() == [10]
+    raw.rename(tmp_path / "gone")
+    missing = lake("datascan", "run", "shop", ok=False)
+    assert f"cannot list {raw}" in missing.stderr and "no such folder" in missing.stderr and rows() == [10]
+    (tmp_path / "gone").rename(raw)
+    (tmp_path / "elsewhere").rename(raw / "orders")
     before = {p.name: p.read_bytes() for p in (raw / "orders").iterdir()}
     assert lake("datascan", "run", "shop").stdout.startswith("DataScan shop: nothing stale")
     assert {p.name: p.read_bytes() for p in (raw / "orders").iterdir()} == before  # raw files untouched

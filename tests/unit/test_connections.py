@@ -18,6 +18,11 @@ ROLE = "arn:aws:iam::123456789012:role/game-reader"
         (ConnectionRecord("b", "127.0.0.1:9000"), "--endpoint must be an http(s):// URL"),
         (ConnectionRecord("b", "http://127.0.0.1:9000", role_arn="game-reader"), "--role-arn must look like"),
         (ConnectionRecord("b", "http://x", access_key_env="K"), "go together"),
+        (ConnectionRecord("b", "http://me:pw@127.0.0.1:9000"), "must not hold credentials"),
+        (
+            ConnectionRecord("b", "http://x", access_key_env="AKIAIOSFODNN7EXAMPLE", secret_key_env="S"),
+            "takes the NAME of an environment variable",
+        ),
         (
             ConnectionRecord(
                 "b", "http://x", access_key_env="AKIAEXAMPLE", secret_key_env="wJalr/XUtnFEMI+K7MDENG"
@@ -68,7 +73,10 @@ def test_an_error_through_a_connection_never_carries_a_secret() -> None:
         record, {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
     )
     error = auth_error(
-        record, "s3://raw-b/x", PermissionError("denied for AKIDEXAMPLE with s3cr3t-value"), creds
+        record,
+        "s3://raw-b/x",
+        PermissionError("denied for AKIDEXAMPLE with s3cr3t-value"),
+        [creds.secret_access_key, creds.access_key_id],
     )
     assert "connection team_b cannot read s3://raw-b/x (endpoint http://127.0.0.1:9000)" in str(error)
     assert "s3cr3t-value" not in str(error) and "AKIDEXAMPLE" not in str(error)
