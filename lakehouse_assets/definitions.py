@@ -137,7 +137,12 @@ def build_definitions(
     reconcile = build_reconcile_job(graph, declared, checks, hourly_names)
     datascans = [
         build_datascan_sensor(
-            task=task, graph=graph, declared=declared, partitions_defs=partitions.hourly, job=reconcile
+            task=task,
+            graph=graph,
+            declared=declared,
+            partitions_defs=partitions.hourly,
+            job=reconcile,
+            loaded=frozenset(t.name for t in tasks if not t.is_default),
         )
         for task in tasks
     ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Mapping
 
 import dagster as dg
@@ -21,7 +22,7 @@ import dagster as dg
 from lakehouse.core.ids import TableId
 from lakehouse.facade import Lakehouse
 from lakehouse.landing.scan import scan
-from lakehouse.landing.tasks import ScanTask, TaskError, find_task
+from lakehouse.landing.tasks import ScanTask, TaskError, all_tasks, find_task
 from lakehouse.models.graph import ModelGraph
 from lakehouse.models.reconcile import Reconciler
 from lakehouse.storage.leases import alive as alive_worker
@@ -34,6 +35,8 @@ class TaskFailed(RuntimeError):
     """A task's location could not be listed (its connection failed): the tick fails, naming it."""
 
 
+TASK_RUNS = " task runs"
+"""Cursor key (no namespace has a space): when the default sensor last ran each task it runs."""
 STARTING_GRACE_SECONDS = 120.0
 """A run younger than this may still be starting (its worker not registered yet)."""
 PENDING = [
@@ -80,9 +83,14 @@ def build_datascan_sensor(
     declared: frozenset[TableId],
     partitions_defs: Mapping[str, dg.DynamicPartitionsDefinition],
     job: dg.JobDefinition,
+    loaded: frozenset[str] = frozenset(),
 ) -> dg.SensorDefinition:
     """The sensor of one DataScan task: `datascan` for the default task (LAKEHOUSE_LANDING_URI,
-    which also plans every namespace's models), `datascan_<TASK>` for a named one (its namespace)."""
+    which also plans every namespace's models), `datascan_<TASK>` for a named one (its namespace).
+
+    `loaded`: the named tasks that have a sensor of their own in this code location. A task added
+    since (`lakehouse datascan add` while the daemon runs) is run by the default sensor, on its own
+    interval, until the code location is reloaded and gives it its sensor: no task waits for a reload."""
     if task.is_default:
         description = (
             "Finds new tables, partitions, late, replaced and deleted files in the landing zone "
@@ -112,9 +120,26 @@ def build_datascan_sensor(
             return dg.SensorResult(
                 skip_reason=f"DataScan task {task.name} was removed; reload the code location to drop this sensor"
             )
-        result = scan(lh, declared, [current])
+        converged = json.loads(context.cursor) if context.cursor else {}
+        last_runs: dict[str, float] = converged.pop(TASK_RUNS, {})
+        now = time.time()
+        due = [
+            t
+            for t in (all_tasks(lh)[1:] if task.is_default else [])
+            if t.name not in loaded and now - last_runs.get(t.name, 0.0) >= t.interval_seconds
+        ]
+        result = scan(lh, declared, [current, *due])
         if current.name in result.failed_tasks:
             raise TaskFailed(result.failed_tasks[current.name])
+        if due:
+            context.log.info(
+                f"DataScan: task(s) {', '.join(t.name for t in due)} added since this code location "
+                "loaded run in this sensor until it is reloaded"
+            )
+        for other in due:
+            last_runs[other.name] = now
+            if other.name in result.failed_tasks:
+                context.log.error(result.failed_tasks[other.name])
         for _table, reason in result.new_conflicts:
             context.log.warning(f"DataScan conflict: {reason}")
         for misplaced in result.misplaced:
@@ -142,7 +167,6 @@ def build_datascan_sensor(
         )
         reconciler = Reconciler(lh, graph, declared)
         runs, waiting, summaries = [], [], []
-        converged = json.loads(context.cursor) if context.cursor else {}
         changed_ods = {c.table.namespace for c in result.changes}
         for namespace in sorted(namespaces):
             # Planning reads every build record of the namespace; when none changed since a plan
@@ -168,7 +192,7 @@ def build_datascan_sensor(
             + (f"; {', '.join(waiting)} busy with a live run" if waiting else "")
             + f", in {result.seconds:.3f}s"
         )
-        cursor = json.dumps(converged, sort_keys=True)
+        cursor = json.dumps({**converged, **({TASK_RUNS: last_runs} if last_runs else {})}, sort_keys=True)
         if not runs and not partition_requests:
             reason = f"{', '.join(waiting)} busy with a live run" if waiting else "nothing stale"
             return dg.SensorResult(

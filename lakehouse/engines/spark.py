@@ -14,6 +14,7 @@ timestamps as TIMESTAMP_MICROS.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -88,8 +89,17 @@ class SparkEngine:
                     f"{str(exc).splitlines()[0][:300]}"
                 ) from None
             SparkEngine._sessions[self.remote] = session
+            atexit.register(_close_at_exit, session)  # runs before pyspark's own exit hook (LIFO)
             self._add("session", time.perf_counter() - started)
             return session
+
+    @classmethod
+    def close_all(cls) -> None:
+        """Close every cached session's channel (no server call: the cluster may be gone)."""
+        with cls._lock:
+            for session in cls._sessions.values():
+                _close_at_exit(session)
+            cls._sessions.clear()
 
     def _reachable(self, timeout: float = 10.0) -> None:
         """Fail at once, naming the URL, when nothing listens there (Spark's client would retry
@@ -267,3 +277,15 @@ def _union(frames: list[Any], schema: Any, spark: Any) -> Any:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:500]
+
+
+def _close_at_exit(session: Any) -> None:
+    """Close a Connect session's channel without calling the server. pyspark's own exit hook cleans
+    the server's ML cache over gRPC first and, when the cluster has gone away (`lakehouse spark
+    stop`, a restart), retries for about ten minutes before the process may exit."""
+    try:
+        client = session.client
+        if not client.is_closed:
+            client.close()
+    except Exception:  # noqa: BLE001 - best effort at exit
+        pass

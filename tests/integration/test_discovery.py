@@ -338,6 +338,33 @@ def test_two_tasks_finding_one_table_are_a_reported_conflict_not_a_merge(tmp_pat
     assert len(conflicts) == 1  # recorded once, reported once
 
 
+def test_a_task_added_while_the_code_location_runs_is_run_by_the_default_sensor(
+    tmp_path: Path, s3: AuthS3
+) -> None:
+    from lakehouse_assets.definitions import build_definitions
+    from sensors.run_once import catch_up
+
+    lake = Lake(tmp_path, s3)
+    defs = build_definitions(lake.lh.settings)  # loaded before the task exists, as a running daemon's
+    (tmp_path / "raw" / "orders").mkdir(parents=True)
+    pq.write_table(pa.table({"v": [1]}), tmp_path / "raw" / "orders" / "x.parquet")
+    lake(
+        "datascan",
+        "add",
+        "added",
+        "--location",
+        str(tmp_path / "raw"),
+        "--namespace",
+        "shop",
+        "--interval",
+        "1",
+    )
+    with dg.instance_for_test() as instance:
+        result = catch_up(defs, instance, log_level="ERROR")
+    assert result.failed == 0 and result.requested >= 1
+    assert lake.sql("select v from shop.orders") == [{"v": 1}]
+
+
 def test_each_task_is_its_own_sensor_and_daily_tables_have_daily_partitions(
     tmp_path: Path, s3: AuthS3
 ) -> None:
