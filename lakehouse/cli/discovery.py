@@ -185,7 +185,7 @@ def datascan_add(
         f"DataScan task {task} added: {record.location} -> namespace {namespace}"
         f" (tables {table_prefix}<folder>), every {interval}s"
         + (f", via connection {connection_name}" if connection_name else "")
-        + f"; sensor datascan_{task} (reload the code location of a running webserver or daemon)"
+        + f"; its own sensor datascan_{task} once the code location is (re)loaded, the default sensor datascan until then"
     )
 
 
