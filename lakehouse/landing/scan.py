@@ -206,7 +206,6 @@ def scan(
     tables: set[TableId] = set()
     conflicting: set[TableId] = set()
     new_conflicts: list[tuple[TableId, str]] = []
-    owners: dict[TableId, str] = {}
     for task, candidates in found:
         for table, files in sorted(candidates.items(), key=lambda kv: str(kv[0])):
             tables.add(table)
@@ -233,7 +232,6 @@ def scan(
                     lh.catalog.record_conflict(table.namespace, table.name, held)  # lakehouse.conflicts
                 continue
             assert claim is not None
-            owners[table] = task.name
             layout = Layout(claim.layout)
             for landed_file, info in files:
                 if landed_file.layout is not layout:
