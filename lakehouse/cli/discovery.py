@@ -2,7 +2,8 @@
 `lakehouse datascan ...` (scan tasks: a location, a namespace, a cycle, a connection).
 
 Nothing secret is stored or printed: a connection keeps the *names* of the environment variables
-that hold its keys. `datascan run` drives Dagster (like `lakehouse scan`), imported only then.
+that hold its keys. `datascan run` drives Dagster, so it lives in sensors/scan_command.py (like
+`lakehouse scan`) and is imported only when invoked.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import click
 
-from lakehouse.cli.options import format_option, open_lakehouse, render
+from lakehouse.cli.options import LazyGroup, format_option, open_lakehouse, render
 from lakehouse.storage.discovery import ConnectionRecord, DuplicateError, TaskRecord
 
 
@@ -150,7 +151,11 @@ def connection_remove(name: str) -> None:
     click.echo(f"connection {name} removed")
 
 
-@click.group()
+class _DatascanCommands(LazyGroup):
+    lazy = {"run": "sensors.scan_command:datascan_run"}  # drives Dagster: imported only when invoked
+
+
+@click.group(cls=_DatascanCommands)
 def datascan() -> None:
     """DataScan tasks: each discovers the table folders under its location into its namespace."""
 
@@ -288,46 +293,3 @@ def datascan_remove(task: str) -> None:
         f"DataScan task {task} removed: its tables stay as they are, no longer synced, held by its name "
         "(`lakehouse datascan add` it again to sync them)"
     )
-
-
-@datascan.command("run")
-@click.argument("task")
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-    default="WARNING",
-    show_default=True,
-    help="Dagster run log level on the console.",
-)
-def datascan_run(task: str, log_level: str) -> None:
-    """Run task TASK now: list its location and build everything stale in its namespace."""
-    import warnings
-
-    import dagster as dg
-
-    from lakehouse.landing.tasks import TaskError, find_task
-    from lakehouse_assets.definitions import build_definitions
-    from sensors.run_once import catch_up, dagster_instance
-
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    lh = open_lakehouse()
-    try:
-        found = find_task(lh, task)
-    except TaskError as exc:
-        raise click.ClickException(str(exc)) from None
-    instance = dagster_instance(lh.settings)
-    result = catch_up(build_definitions(), instance, log_level=log_level, sensors=[found.sensor_name])
-    if result.errors:
-        raise click.ClickException(result.errors[0])
-    built = sum(result.built.values())
-    tables = ", ".join(f"{name} {n}" for name, n in sorted(result.built.items()))
-    if result.requested:
-        click.echo(
-            f"DataScan {task}: {result.succeeded}/{result.requested} reconcile run(s) succeeded, "
-            f"{built} partition(s) built" + (f" ({tables})" if tables else "")
-        )
-    else:
-        click.echo(f"DataScan {task}: {result.first_skip_reason or 'nothing to do'}")
-    if result.failed:
-        raise click.ClickException("some runs failed; see the run logs in the Dagster UI")

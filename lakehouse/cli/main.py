@@ -14,28 +14,16 @@ from lakehouse.cli.discovery import connection, datascan
 from lakehouse.cli.generate import generate
 from lakehouse.cli.governance import audit, policy, share
 from lakehouse.cli.maintain import maintain
-from lakehouse.cli.options import LakehouseGroup
+from lakehouse.cli.options import LazyGroup
 from lakehouse.cli.query import partitions, rejected, sql, tables
 from lakehouse.cli.serving import serve, user
 from lakehouse.cli.spark import spark
 
 
-class Commands(LakehouseGroup):
+class Commands(LazyGroup):
     """The commands, plus those of the Dagster wing, imported by name only when invoked."""
 
     lazy = {"scan": "sensors.scan_command:scan"}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.lazy])
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.lazy:
-            import importlib
-
-            module, attribute = self.lazy[name].split(":")
-            command: click.Command = getattr(importlib.import_module(module), attribute)
-            return command
-        return super().get_command(ctx, name)
 
 
 @click.group(cls=Commands)

@@ -130,3 +130,22 @@ class LakehouseGroup(click.Group):
             raise click.ClickException(
                 f"{type(exc).__name__}: {text}" if text else type(exc).__name__
             ) from None
+
+
+class LazyGroup(LakehouseGroup):
+    """A group some of whose commands live in the Dagster wing: `lazy` maps a name to
+    "module:attribute", imported only when that command is invoked (the domain never imports Dagster)."""
+
+    lazy: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attribute = self.lazy[name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, name)
