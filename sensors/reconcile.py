@@ -18,6 +18,7 @@ from lakehouse.models.reconcile import Built, Reconciler
 from lakehouse.storage.leases import Worker
 from lakehouse_assets.metadata import check_metadata, ingest_metadata, run_metadata
 from resources.lakehouse import LakehouseResource
+from sensors.dynamic_partitions import add_dynamic_partitions
 
 RECONCILE_JOB = "reconcile"
 NAMESPACE_TAG = "lakehouse/namespace"
@@ -56,13 +57,9 @@ def build_reconcile_job(
             hourly = built.table not in models or models[built.table].partitioning is Partitioning.HOURLY
             partitions_def = hourly_partitions.get(built.table.namespace)
             if hourly and partitions_def and built.keys:
-                new = [
-                    k
-                    for k in built.keys
-                    if is_hour_key(k) and not context.instance.has_dynamic_partition(partitions_def, k)
-                ]
-                if new:
-                    context.instance.add_dynamic_partitions(partitions_def, new)
+                add_dynamic_partitions(
+                    context.instance, partitions_def, [k for k in built.keys if is_hour_key(k)]
+                )
             checks = known_checks.get(built.table, set())
             for report_ in built.reports:
                 context.log_event(

@@ -18,6 +18,7 @@ import dagster as dg
 
 from lakehouse.core.settings import LakehouseSettings
 from lakehouse.storage.leases import live_workers
+from sensors.dynamic_partitions import add_dynamic_partitions
 
 
 @dataclass
@@ -85,8 +86,8 @@ def run_sensor_once(
     assert isinstance(result, dg.SensorResult)
     for partitions_request in result.dynamic_partitions_requests or []:
         if isinstance(partitions_request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(
-                partitions_request.partitions_def_name, list(partitions_request.partition_keys)
+            add_dynamic_partitions(
+                instance, partitions_request.partitions_def_name, partitions_request.partition_keys
             )
     runs = list(result.run_requests or [])
     succeeded = 0
