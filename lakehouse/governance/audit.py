@@ -3,7 +3,10 @@ in a tamper-evident chain.
 
 Each row links to the row before it (`prev_id`, unique, so two writers cannot fork the chain: the
 loser of a race retries on the new last row) and carries an HMAC of the attempt and the previous
-row's hash (`row_hash`); completing it adds an HMAC of the outcome (`end_hash`). The key is
+row's hash (`row_hash`); completing it adds an HMAC of the outcome (`end_hash`) and, in the same
+transaction, an entry in a second chain, of completions (`gov_access_ends`): an attempt whose
+outcome was wiped back to 'started' still has its completion entry, and deleting that entry breaks
+the completions' chain, so either shows. The key is
 LAKEHOUSE_AUDIT_KEY, else a random key in $LAKEHOUSE_HOME/audit_key (mode 0600), never stored in
 the catalog database. So an edited, inserted or deleted row is detected by `lakehouse audit verify`
 by anyone holding only the database; rows cut off the end are not (nothing follows them).
@@ -29,12 +32,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from lakehouse.core.secrets import MissingSecret, local_secret
-from lakehouse.governance.schema import access_t, settings_t
+from lakehouse.governance.schema import access_ends_t, access_t, settings_t
 
 AUDIT_KEY_FILE = "audit_key"
 AUDIT_KEY_ENV = "LAKEHOUSE_AUDIT_KEY"
 CHAIN_ANCHOR_FILE = "audit_chain"
+ENDS_ANCHOR_FILE = "audit_ends_chain"
+"""The first attempt whose completion this home chained (beside the key, like CHAIN_ANCHOR_FILE)."""
 KEY_FINGERPRINT = "lakehouse.audit.key_fingerprint"
+ENDS_FROM = "lakehouse.audit.ends_from"
+"""Catalog setting: the first attempt whose completion is chained (older ones were completed before
+completions had a chain of their own)."""
 STARTED = "started"
 APPEND_RETRIES = 20
 _WRITERS = threading.Lock()
@@ -94,6 +102,11 @@ class AuditLog:
     def _mac(self, *parts: Any, key: bytes | None = None) -> str:
         payload = json.dumps([_text(p) for p in parts], separators=(",", ":"), ensure_ascii=True)
         return hmac.new(key or self._key(), payload.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def fingerprint(self, text: str) -> str:
+        """A keyed hash of `text` (hex): the same text gives the same value, which tells nothing of
+        the text without the audit key (how logins record a name that is no user)."""
+        return self._mac("lakehouse fingerprint", text)
 
     def _check_key(self, conn: sa.Connection, key: bytes) -> None:
         """The catalog remembers which key its trail is written with (a keyed fingerprint, not the
@@ -190,6 +203,9 @@ class AuditLog:
                         )
                     )
                     inserted = result.inserted_primary_key
+                    assert inserted is not None
+                    if outcome is not None:
+                        self._append_end(conn, int(inserted[0]), values["end_hash"], key)
                 self._write_key = key
             except (sa.exc.IntegrityError, sa.exc.OperationalError):
                 # Another writer appended after the row we read (unique prev_id), or SQLite refused our
@@ -210,20 +226,64 @@ class AuditLog:
         status: str,
         reason: str | None,
     ) -> None:
-        """Complete the attempt with its outcome (ok | denied | error)."""
+        """Complete the attempt with its outcome (ok | denied | error), and chain the completion."""
+        tables = list(tables)
+        masked_columns = list(masked_columns)
         with _WRITERS:
-            with self.engine.begin() as conn:
-                key = self._checked_key(conn)
-                row_hash = conn.execute(
-                    sa.select(access_t.c.row_hash).where(access_t.c.id == attempt)
-                ).scalar()
-                values = self._outcome(row_hash, tables, masked_columns, rows, status, reason, key)
-                conn.execute(
-                    sa.update(access_t)
-                    .where(access_t.c.id == attempt, access_t.c.status == STARTED)
-                    .values(**values)
+            for retry in range(APPEND_RETRIES):
+                try:
+                    with self.engine.begin() as conn:
+                        key = self._checked_key(conn)
+                        row_hash = conn.execute(
+                            sa.select(access_t.c.row_hash).where(access_t.c.id == attempt)
+                        ).scalar()
+                        values = self._outcome(row_hash, tables, masked_columns, rows, status, reason, key)
+                        updated = conn.execute(
+                            sa.update(access_t)
+                            .where(access_t.c.id == attempt, access_t.c.status == STARTED)
+                            .values(**values)
+                        ).rowcount
+                        if updated:
+                            self._append_end(conn, attempt, values["end_hash"], key)
+                except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                    time.sleep(0.005 * (retry + 1))  # another process chained a completion first
+                    continue
+                self._write_key = key  # checked and used by a committed write
+                return
+        raise RuntimeError("could not complete an audit row: too many concurrent writers")
+
+    def _append_end(self, conn: sa.Connection, attempt: int, end_hash: str, key: bytes) -> None:
+        """The completion's entry in the chain of completions (same transaction as the outcome)."""
+        last = conn.execute(
+            sa.select(access_ends_t.c.id, access_ends_t.c.entry_hash)
+            .order_by(access_ends_t.c.id.desc())
+            .limit(1)
+        ).first()
+        prev_id, prev_hash = (last.id, last.entry_hash) if last else (0, "")
+        if last is None:
+            self._mark_ends_from(conn, attempt)
+        conn.execute(
+            sa.insert(access_ends_t).values(
+                attempt_id=attempt,
+                prev_id=prev_id,
+                prev_hash=prev_hash,
+                entry_hash=self._mac("completion", prev_id, prev_hash, attempt, end_hash, key=key),
+            )
+        )
+
+    def _mark_ends_from(self, conn: sa.Connection, attempt: int) -> None:
+        """Remember (in the catalog and beside the key) from which attempt on completions are chained."""
+        where = (settings_t.c.namespace == "") & (settings_t.c.key == ENDS_FROM)
+        if conn.execute(sa.select(settings_t.c.value).where(where)).scalar() is None:
+            conn.execute(
+                sa.insert(settings_t).values(
+                    namespace="", key=ENDS_FROM, value=str(attempt), updated_at=_now()
                 )
-            self._write_key = key  # checked and used by a committed write
+            )
+        anchor = Path(self._home) / ENDS_ANCHOR_FILE
+        if not anchor.exists():
+            anchor.parent.mkdir(parents=True, exist_ok=True)
+            anchor.write_text(f"{attempt}\n")
 
     def _outcome(
         self,
@@ -269,6 +329,8 @@ class AuditLog:
         previous: Any = None
         last_legacy = 0  # the newest row written before the chain existed: where the chain starts
         with self.engine.connect() as conn:
+            ends = self._verify_ends(conn, report)
+            ends_from = self._ends_from(conn)
             for row in conn.execute(sa.select(access_t).order_by(access_t.c.id)):
                 r = row._mapping
                 report.rows += 1
@@ -302,12 +364,27 @@ class AuditLog:
                 )
                 if not hmac.compare_digest(mac, r["row_hash"]):
                     report.problems.append(f"row {r['id']}: the attempt was changed after it was written")
+                entry = ends.pop(r["id"], None)
                 if r["status"] == STARTED:
                     report.started += 1
                     outcome = (r["end_hash"], r["finished_at"], r["rows"], r["reason"])
                     if outcome != (None, None, None, None) or r["tables"] or r["masked_columns"]:
                         report.problems.append(f"row {r['id']}: an outcome was changed back to started")
+                    elif entry is not None:
+                        report.problems.append(
+                            f"row {r['id']}: completed (completion entry {entry[0]}), but turned back into started"
+                        )
                 else:
+                    if entry is None and ends_from is not None and r["id"] >= ends_from:
+                        report.problems.append(
+                            f"row {r['id']}: completed, but its completion entry is missing (deleted)"
+                        )
+                    elif entry is not None and not hmac.compare_digest(
+                        entry[1], self._mac("completion", entry[2], entry[3], r["id"], r["end_hash"])
+                    ):
+                        report.problems.append(
+                            f"row {r['id']}: the outcome differs from the one its completion entry chained"
+                        )
                     end = self._mac(
                         r["row_hash"],
                         r["finished_at"],
@@ -320,4 +397,34 @@ class AuditLog:
                     if r["end_hash"] is None or not hmac.compare_digest(end, r["end_hash"]):
                         report.problems.append(f"row {r['id']}: the outcome was changed after it was written")
                 previous = r
+        for attempt, (entry_id, *_rest) in sorted(ends.items()):
+            report.problems.append(
+                f"completion entry {entry_id}: completes row {attempt}, which is not there"
+            )
         return report
+
+    def _ends_from(self, conn: sa.Connection) -> int | None:
+        """The first attempt whose completion must be chained: the catalog's mark, or the one kept
+        beside the key when the catalog's was removed (the lower wins)."""
+        where = (settings_t.c.namespace == "") & (settings_t.c.key == ENDS_FROM)
+        marks = [conn.execute(sa.select(settings_t.c.value).where(where)).scalar()]
+        anchor = Path(self._home) / ENDS_ANCHOR_FILE
+        if anchor.exists():
+            marks.append(anchor.read_text().strip())
+        found = [int(m) for m in marks if m and str(m).isdigit()]
+        return min(found) if found else None
+
+    def _verify_ends(self, conn: sa.Connection, report: VerifyReport) -> dict[int, tuple[int, str, int, str]]:
+        """Check the chain of completions; returns attempt id -> (entry id, entry hash, prev_id,
+        prev_hash) for the attempts' own check."""
+        found: dict[int, tuple[int, str, int, str]] = {}
+        previous: tuple[int, str] = (0, "")
+        for e in conn.execute(sa.select(access_ends_t).order_by(access_ends_t.c.id)):
+            if (e.prev_id, e.prev_hash) != previous:
+                report.problems.append(
+                    f"completion entry {e.id}: follows entry {e.prev_id}, but the entry before it is "
+                    f"{previous[0]} (a completion was deleted or inserted)"
+                )
+            found[int(e.attempt_id)] = (int(e.id), e.entry_hash, int(e.prev_id), e.prev_hash)
+            previous = (int(e.id), e.entry_hash)
+        return found

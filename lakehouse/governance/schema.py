@@ -98,6 +98,20 @@ access_t = sa.Table(
 )
 """The access audit: one row per governed attempt, written before it runs (status started) and
 completed after. A killed query leaves its row as started."""
+access_ends_t = sa.Table(
+    "gov_access_ends",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("attempt_id", sa.BigInteger, nullable=False),  # the gov_access_log row completed
+    sa.Column("prev_id", sa.BigInteger, nullable=False),  # the completion this one follows (0: none)
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False),  # HMAC of the attempt's end_hash and prev_hash
+    sa.Index("ux_gov_access_ends_attempt", "attempt_id", unique=True),
+    sa.Index("ux_gov_access_ends_prev_id", "prev_id", unique=True),
+)
+"""The completions of the audit's attempts, a chain of their own: completing an attempt appends an
+entry here in the same transaction, so an attempt turned back into 'started' still has one (and
+deleting it breaks this chain). See governance/audit.py."""
 credentials_t = sa.Table(
     "gov_credentials",
     metadata,

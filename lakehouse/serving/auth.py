@@ -11,13 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from lakehouse.governance.schema import changes_t, credentials_t
-from lakehouse.governance.store import OWNER, PermissionDenied, audit_name, user_key
+from lakehouse.governance.store import OWNER, PermissionDenied, user_key
 
 if TYPE_CHECKING:
     from lakehouse.facade import Lakehouse
@@ -97,19 +102,156 @@ def verifier(lh: Lakehouse, found: Account) -> str | None:
     return str(value) if value else None
 
 
-def audit_login(lh: Lakehouse, name: object, found: Account | None, surface: str, ok: bool) -> None:
+def login_label(lh: Lakehouse, name: object, found: Account | None) -> str:
+    """How the audit and the logs name a login attempt: the account, or for a name that is no user a
+    keyed fingerprint of what was typed (`unknown login #1a2b3c4d5e`), never the text itself: people
+    type passwords into the user field. The owner can still tell repeated attempts of one name apart."""
+    if found is not None:
+        return found.label
+    return f"unknown login #{lh.audit.fingerprint(ascii(name))[:10]}"
+
+
+_NOBODY = Account("\x00nobody", None)
+"""An account no stored verifier belongs to."""
+DENIED = "wrong password, unknown user or no password set"
+
+
+def audit_login(
+    lh: Lakehouse, name: object, found: Account | None, surface: str, ok: bool, reason: str = DENIED
+) -> None:
     """One complete audit row for a login attempt (kind `login`, statement names the surface)."""
-    who = found.label if found else audit_name(name)
-    status, reason = ("ok", None) if ok else ("denied", "wrong password, unknown user or no password set")
-    lh.audit.complete(who, [], "login", f"login to {surface}", [], [], None, status, reason)
+    status, why = ("ok", None) if ok else ("denied", reason)
+    lh.audit.complete(
+        login_label(lh, name, found), [], "login", f"login to {surface}", [], [], None, status, why
+    )
 
 
-def login(lh: Lakehouse, name: object, password: object, surface: str) -> Account | None:
+_UNMATCHABLE = native_verifier(secrets.token_hex(32))
+"""What an attempt without a stored verifier is compared with: no password matches it."""
+
+
+def login(
+    lh: Lakehouse,
+    name: object,
+    password: object,
+    surface: str,
+    throttle: LoginThrottle | None = None,
+    address: str | None = None,
+) -> Account | None:
     """The account when `password` is its password, else None; audited either way. A wrong password,
-    an unknown user and a user without a password are refused alike (no name is confirmed)."""
+    an unknown user and a user without a password are refused alike and cost the same work (the
+    verifier is looked up and a hash computed for every name), so no name is confirmed, not even by
+    the time the answer takes. With a `throttle`, a user or client `address` locked by earlier
+    failures is refused without looking at the password (LoginLocked says for how long)."""
     found = account(lh, name)
-    stored = verifier(lh, found) if found else None
-    typed = password if isinstance(password, str) and 0 < len(password) <= MAX_PASSWORD else None
-    ok = bool(stored and typed is not None and hmac.compare_digest(native_verifier(typed), stored))
+    keys = throttle_keys(found, name, address)
+    if throttle is not None:
+        wait = throttle.locked_for(keys)
+        if wait > 0:
+            audit_login(
+                lh, name, found, surface, False, f"locked after repeated failures ({wait:.0f} s left)"
+            )
+            raise LoginLocked(wait)
+    stored = verifier(lh, found or _NOBODY)  # the same lookup for a name that is no user
+    typed = password if isinstance(password, str) and 0 < len(password) <= MAX_PASSWORD else ""
+    ok = hmac.compare_digest(native_verifier(typed), stored or _UNMATCHABLE)
+    ok = ok and found is not None and stored is not None and bool(typed)
     audit_login(lh, name, found, surface, ok)
+    if throttle is not None:
+        if ok:
+            throttle.succeeded(keys)
+        else:
+            throttle.failed(keys)
     return found if ok else None
+
+
+# --- the login throttle ---------------------------------------------------------------------------
+
+
+class LoginLocked(PermissionDenied):
+    """A user or client address is locked for a while after repeated failed logins."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"too many failed logins for this user or address; try again in {max(1, round(seconds))} s"
+        )
+        self.seconds = seconds
+
+
+def throttle_keys(found: Account | None, name: object, address: str | None) -> list[str]:
+    """The keys one attempt counts against: the account (or the name as typed, lower-cased), and the
+    client address when known."""
+    user = found.login if found is not None else f"?{str(name).strip().lower()[:255]}"
+    return [f"user:{user}"] + ([f"address:{address}"] if address else [])
+
+
+@dataclass
+class _Failures:
+    count: int
+    last: float
+    locked_until: float
+
+
+class LoginThrottle:
+    """Failed logins per user and per client address, shared by every connection or session of the
+    process, as MySQL's FAILED_LOGIN_ATTEMPTS / PASSWORD_LOCK_TIME: after `free_failures` failures
+    in a row a key is locked for `lock_seconds`, doubled with every further failure up to
+    `max_lock_seconds`; during a lock every attempt is refused, the right password included. A
+    success clears the user's count (not the address's: one good password does not buy an address
+    more guesses at other users). Counts are forgotten after `forget_seconds` without a failure.
+
+    An address counts `address_factor` times the user's allowance (several people share one NAT)."""
+
+    MAX_KEYS = 100_000
+    """Keys remembered at most (the oldest are forgotten first): a spray of names stays bounded."""
+
+    def __init__(
+        self,
+        free_failures: int = 5,
+        lock_seconds: float = 1.0,
+        max_lock_seconds: float = 900.0,
+        forget_seconds: float = 3600.0,
+        address_factor: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free_failures = free_failures
+        self.lock_seconds = lock_seconds
+        self.max_lock_seconds = max_lock_seconds
+        self.forget_seconds = forget_seconds
+        self.address_factor = address_factor
+        self._clock = clock
+        self._keys: OrderedDict[str, _Failures] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _allowance(self, key: str) -> int:
+        return self.free_failures * (self.address_factor if key.startswith("address:") else 1)
+
+    def locked_for(self, keys: Iterable[str]) -> float:
+        """Seconds until all of `keys` may try again (0: now)."""
+        now = self._clock()
+        with self._lock:
+            found = [self._keys.get(k) for k in keys]
+        return max([f.locked_until - now for f in found if f is not None] + [0.0])
+
+    def failed(self, keys: Iterable[str]) -> None:
+        now = self._clock()
+        with self._lock:
+            for key in keys:
+                found = self._keys.pop(key, None)
+                if found is None or now - found.last > self.forget_seconds:
+                    found = _Failures(0, now, 0.0)
+                found.count += 1
+                found.last = now
+                extra = found.count - self._allowance(key)
+                if extra >= 0:
+                    lock = min(self.lock_seconds * 2 ** min(extra, 40), self.max_lock_seconds)
+                    found.locked_until = now + lock
+                self._keys[key] = found
+            while len(self._keys) > self.MAX_KEYS:
+                self._keys.popitem(last=False)
+
+    def succeeded(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for key in keys:
+                if key.startswith("user:"):
+                    self._keys.pop(key, None)
