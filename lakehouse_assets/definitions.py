@@ -18,7 +18,12 @@ from lakehouse.models.parser import MODELS_ROOT, load_models
 from lakehouse.storage.object_store import ObjectStore
 from lakehouse_assets.assets import asset_key, build_model_asset, build_ods_asset
 from lakehouse_assets.jobs import namespace_job
-from lakehouse_assets.maintenance import build_maintenance_job, build_maintenance_schedule
+from lakehouse_assets.maintenance import (
+    DEFAULT_FLOOR,
+    HistoryFloor,
+    build_maintenance_job,
+    build_maintenance_schedule,
+)
 from lakehouse_assets.ml import build_ml_assets
 from lakehouse_assets.partitions import LakehousePartitions
 from resources.lakehouse import LakehouseResource
@@ -87,9 +92,14 @@ def guess_layout(store: ObjectStore, folder: str) -> Layout:
 
 
 def build_definitions(
-    settings: LakehouseSettings | None = None, models_root: Path = MODELS_ROOT
+    settings: LakehouseSettings | None = None,
+    models_root: Path = MODELS_ROOT,
+    maintenance_floor: HistoryFloor = DEFAULT_FLOOR,
 ) -> dg.Definitions:
-    """The code location for these settings (the LAKEHOUSE_* environment when none are given)."""
+    """The code location for these settings (the LAKEHOUSE_* environment when none are given).
+
+    The settings are the resource's and cannot be changed by run config; `maintenance_floor` is the
+    least history a `maintenance` run keeps (its run config may keep more, never less)."""
     explicit = settings is not None
     settings = settings or LakehouseSettings.from_env()
     models = load_models(models_root)
@@ -146,7 +156,9 @@ def build_definitions(
         )
         for task in tasks
     ]
-    maintenance = build_maintenance_job([asset_key(t) for t in [*ods_tables, *model_tables]])
+    maintenance = build_maintenance_job(
+        [asset_key(t) for t in [*ods_tables, *model_tables]], floor=maintenance_floor
+    )
     resource = LakehouseResource.from_settings(settings) if explicit else LakehouseResource()
     return dg.Definitions(
         assets=assets,

@@ -2,16 +2,25 @@
 daily schedule that is on by default. The work is all in the domain; each op only runs one step over
 every managed table and reports its figures as output metadata (per table and in total), and the
 last op records an AssetObservation on each table asset the run changed.
+
+How much history a run keeps is bounded by the code location, not by run config: anyone who reaches
+the webserver can launch the job, so a run config may keep more (a longer retention, more snapshots,
+an older orphan age) but never less than the deployment's floor (`HistoryFloor`, the daily
+schedule's defaults unless the code location passes another). Below it the run fails in its first
+op, naming the field, before any table is touched. `lakehouse maintain` (on a machine holding the
+deployment's credentials) is not bounded.
 """
 
 # No `from __future__ import annotations`: Dagster reads the config and op annotations at definition.
+import datetime as dt
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from lakehouse import maintenance as m
-from lakehouse.maintenance.options import MB
+from lakehouse.maintenance.options import MB, format_duration
 from resources.lakehouse import LakehouseResource
 
 JOB_NAME = "maintenance"
@@ -36,6 +45,22 @@ STEP_FIGURES = {
 """What each step reports, per table and summed over the tables."""
 
 
+@dataclass(frozen=True)
+class HistoryFloor:
+    """The least history a `maintenance` run keeps whatever its run config says."""
+
+    retention: dt.timedelta = _DEFAULT.retention
+    keep_last: int = _DEFAULT.keep_last
+    orphan_age: dt.timedelta = _DEFAULT.orphan_age
+
+
+DEFAULT_FLOOR = HistoryFloor()
+
+
+class BelowFloor(ValueError):
+    """A run config asks maintenance to keep less history than the deployment allows."""
+
+
 class MaintenanceConfig(dg.Config):
     """The thresholds of `lakehouse maintain`, with the same defaults."""
 
@@ -50,8 +75,10 @@ class MaintenanceConfig(dg.Config):
     keep_last: int = _DEFAULT.keep_last
     orphan_age: str = "1h"
 
-    def options(self) -> m.MaintenanceOptions:
-        return m.MaintenanceOptions(
+    def options(self, floor: HistoryFloor | None = None) -> m.MaintenanceOptions:
+        """The thresholds; ValueError when one is malformed, BelowFloor when the history it keeps
+        is less than `floor` allows (each offending field named)."""
+        options = m.MaintenanceOptions(
             max_files=self.max_files,
             max_small_files=self.max_small_files,
             small_file_bytes=int(self.small_file_mb * MB),
@@ -60,6 +87,22 @@ class MaintenanceConfig(dg.Config):
             keep_last=self.keep_last,
             orphan_age=m.parse_duration(self.orphan_age),
         )
+        if floor is not None:
+            below = []
+            if options.retention < floor.retention:
+                below.append(f"retention {self.retention!r} < {format_duration(floor.retention)}")
+            if options.keep_last < floor.keep_last:
+                below.append(f"keep_last {self.keep_last} < {floor.keep_last}")
+            if options.orphan_age < floor.orphan_age:
+                below.append(f"orphan_age {self.orphan_age!r} < {format_duration(floor.orphan_age)}")
+            if below:
+                raise BelowFloor(
+                    "refused: this run config keeps less history than the deployment allows ("
+                    + "; ".join(below)
+                    + "). A run may keep more, never less; `lakehouse maintain` on the deployment's "
+                    "machine is not bounded."
+                )
+        return options
 
 
 def step_metadata(run: m.MaintenanceRun, step: str) -> dict[str, Any]:
@@ -99,8 +142,11 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def build_maintenance_job(asset_keys: Iterable[dg.AssetKey] = ()) -> dg.JobDefinition:
-    """The job; `asset_keys` are the table assets of the code location (observed when changed)."""
+def build_maintenance_job(
+    asset_keys: Iterable[dg.AssetKey] = (), floor: HistoryFloor = DEFAULT_FLOOR
+) -> dg.JobDefinition:
+    """The job; `asset_keys` are the table assets of the code location (observed when changed),
+    `floor` the least history any run of it keeps (run config cannot lower it)."""
     known = set(asset_keys)
 
     def run_one(
@@ -115,7 +161,8 @@ def build_maintenance_job(asset_keys: Iterable[dg.AssetKey] = ()) -> dg.JobDefin
     ) -> dg.Output:
         """Compact partitions whose data-file count outgrew the thresholds (a concurrent build wins)."""
         try:
-            run = m.start_run(lakehouse.open(), config.tables or None, config.options(), config.dry_run)
+            options = config.options(floor)  # before the lakehouse is even opened
+            run = m.start_run(lakehouse.open(), config.tables or None, options, config.dry_run)
         except ValueError as exc:
             raise dg.Failure(str(exc)) from None
         return run_one("compact", context, lakehouse, run)

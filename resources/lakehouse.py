@@ -1,6 +1,20 @@
-"""The lakehouse as a Dagster resource: settings in, the `Lakehouse` facade out."""
+"""The lakehouse as a Dagster resource: settings in, the `Lakehouse` facade out.
 
-from __future__ import annotations
+Where the lakehouse is (its home, landing zone, warehouse, catalog database, Spark cluster) and how
+it builds (table format, distance method, time zone, first day, engine) is the deployment's: the
+LAKEHOUSE_* environment of the code location, or what the code location's own code passes
+(`LakehouseResource.from_settings`, tests and embedded use). None of it is Dagster config: a run
+launched from the webserver (its launchpad, or a `launchRun` GraphQL mutation anyone who reaches the
+webserver can send) that sets any of it is refused before the run exists, with Dagster's error
+naming the field (`Received unexpected config entry "catalog_uri" at path
+root:resources:lakehouse:config`). Otherwise run config could point the catalog at another server
+and libpq would hand that server PGPASSWORD.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the resource field's annotation at definition.
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import dagster as dg
 
@@ -8,11 +22,9 @@ from lakehouse.core.settings import LakehouseSettings
 from lakehouse.facade import Lakehouse
 
 
-class LakehouseResource(dg.ConfigurableResource):
-    """The lakehouse for Dagster. Unset fields come from the LAKEHOUSE_* environment at run time.
-
-    S3 credentials are always read from the standard AWS_* variables when a run starts, so they
-    never enter run config, metadata or logs."""
+@dataclass(frozen=True)
+class Deployment:
+    """What the code location fixes, over its LAKEHOUSE_* environment (None: the environment's)."""
 
     home: str | None = None
     """Overrides LAKEHOUSE_HOME."""
@@ -35,30 +47,43 @@ class LakehouseResource(dg.ConfigurableResource):
     spark_remote: str | None = None
     """Overrides LAKEHOUSE_SPARK_REMOTE (sc://host:port) for engine spark."""
 
-    def settings(self) -> LakehouseSettings:
-        import os
+    def variables(self) -> dict[str, str]:
+        """The LAKEHOUSE_* variables this deployment sets."""
+        return {f"LAKEHOUSE_{name.upper()}": value for name, value in asdict(self).items() if value}
 
-        env = dict(os.environ)
-        overrides = {
-            "LAKEHOUSE_HOME": self.home,
-            "LAKEHOUSE_LANDING_URI": self.landing_uri,
-            "LAKEHOUSE_WAREHOUSE_URI": self.warehouse_uri,
-            "LAKEHOUSE_CATALOG_URI": self.catalog_uri,
-            "LAKEHOUSE_TABLE_FORMAT": self.table_format,
-            "LAKEHOUSE_DISTANCE_METHOD": self.distance_method,
-            "LAKEHOUSE_TIMEZONE": self.timezone,
-            "LAKEHOUSE_DAILY_START_DATE": self.daily_start_date,
-            "LAKEHOUSE_ENGINE": self.engine,
-            "LAKEHOUSE_SPARK_REMOTE": self.spark_remote,
-        }
-        env.update({name: value for name, value in overrides.items() if value})
+
+DEPLOYMENT_FIELDS = frozenset(f.name for f in fields(Deployment))
+
+
+class LakehouseResource(dg.ConfigurableResource):
+    """The lakehouse. Its settings come from the code location (its LAKEHOUSE_* environment, or the
+    code that builds it), never from run config: a run that sets any of them is refused.
+
+    S3 credentials are always read from the standard AWS_* variables when a run starts, so they
+    never enter run config, metadata or logs."""
+
+    deployment: dg.ResourceDependency[Deployment]
+    """A nested value, not config: Dagster gives the resource an empty config schema."""
+
+    def __init__(self, deployment: "Deployment | None" = None, **values: Any) -> None:
+        """`LakehouseResource(home=..., catalog_uri=...)`: the deployment's values, by field name."""
+        unknown = sorted(set(values) - DEPLOYMENT_FIELDS)
+        if unknown:
+            raise TypeError(f"LakehouseResource has no setting {', '.join(unknown)}")
+        if deployment is not None and values:
+            raise TypeError("pass either a Deployment or its fields, not both")
+        fixed: dict[str, Any] = {"deployment": deployment or Deployment(**values)}
+        super().__init__(**fixed)
+
+    def settings(self) -> LakehouseSettings:
+        env = {**os.environ, **self.deployment.variables()}
         return LakehouseSettings.from_env(env)  # the same validation as the environment gets
 
     def open(self) -> Lakehouse:
         return Lakehouse(self.settings())
 
     @classmethod
-    def from_settings(cls, settings: LakehouseSettings) -> LakehouseResource:
+    def from_settings(cls, settings: LakehouseSettings) -> "LakehouseResource":
         return cls(
             home=settings.home,
             landing_uri=settings.landing_uri,
