@@ -33,6 +33,9 @@ class Lakehouse:
     """Everything a pipeline step, a command or a reader needs, built lazily from settings."""
 
     def __init__(self, settings: LakehouseSettings) -> None:
+        from lakehouse.core.files import private_umask
+
+        private_umask()  # what it writes under its (local) home is its owner's only: core/files.py
         self.settings = settings
         self._spellings: dict[tuple[str, str], TableId] = {}
 

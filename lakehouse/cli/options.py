@@ -20,11 +20,37 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def open_lakehouse() -> Lakehouse:
-    """The lakehouse the environment describes; a bad setting is a one-line error naming it."""
+    """The lakehouse the environment describes; a bad setting is a one-line error naming it. A home
+    or catalog file that group or others may read or write is warned about on stderr (once per
+    path and process), naming the `chmod` that fixes it (lakehouse/core/files.py)."""
     try:
-        return Lakehouse.from_env()
+        lh = Lakehouse.from_env()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    warn_exposed(lh)
+    return lh
+
+
+_warned: set[str] = set()
+
+
+def warn_exposed(lh: Lakehouse) -> None:
+    """Warn on stderr about the home and a local SQLite catalog file when group or others may read
+    or write them. Only a warning (PostgreSQL refuses such a data directory): a home an operator
+    shares on purpose keeps working."""
+    from lakehouse.core.files import exposure
+
+    paths = [lh.settings.home]
+    url = lh.settings.catalog_uri
+    if url.startswith("sqlite:///"):
+        paths.append(url.removeprefix("sqlite:///").split("?", 1)[0])
+    for path in paths:
+        if path in _warned or path in ("", ":memory:"):
+            continue
+        warning = exposure(path)
+        if warning:
+            _warned.add(path)
+            click.echo(warning, err=True)
 
 
 def format_option(command: F) -> F:

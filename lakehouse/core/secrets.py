@@ -1,5 +1,6 @@
 """Secrets the lakehouse makes for itself (the masking salt, the audit key): from the environment,
-else generated once into a private file under LAKEHOUSE_HOME. Never logged, shown or written elsewhere."""
+else generated once into a private file under LAKEHOUSE_HOME (0600, its folders 0700: see files.py).
+Never logged, shown or written elsewhere."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+
+from lakehouse.core.files import FILE_MODE, private_dir
 
 
 class MissingSecret(LookupError):
@@ -25,9 +28,9 @@ def local_secret(
     if not path.exists() and not create:
         raise MissingSecret(f"neither {env_var} nor {path} holds the secret")
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except FileExistsError:
             pass  # another process created it first: use theirs
         else:

@@ -111,10 +111,12 @@ class CatalogDB(BuildBook, PinBook, DiscoveryBook):
     def __init__(self, url: str) -> None:
         self.url = url
         if url not in CatalogDB._engines:
-            if url.startswith("sqlite:///"):
-                from pathlib import Path
+            database = url.removeprefix("sqlite:///").split("?", 1)[0]
+            if url.startswith("sqlite:///") and database not in ("", ":memory:"):
+                from lakehouse.core.files import private_file
 
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                # Created 0600 before SQLite opens it: its -wal and -shm files take the same mode.
+                private_file(database)
             # A file needs no liveness ping before each checkout; a server connection does.
             # A file needs no liveness ping before each checkout; a server connection does. The pool
             # holds a connection for each of the SQL endpoint's worker threads.

@@ -175,6 +175,19 @@ class LocalObjectStore(ObjectStore):
     def _fingerprint(self, detail: dict[str, Any]) -> str:
         raise NotImplementedError("LocalObjectStore.walk fingerprints from os.stat directly")
 
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Folders it creates 0700, a new file 0600 (lakehouse/core/files.py); a file it replaces
+        keeps its mode."""
+        import os
+
+        from lakehouse.core.files import FILE_MODE, private_dir
+
+        full = self._abs(path)
+        private_dir(posixpath.dirname(full))
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+
     def walk(self, prefix: str = "", strict: bool = False) -> Iterator[ObjectInfo]:
         """os.scandir instead of fsspec: a DataScan tick lists everything, so per-entry cost matters.
 
