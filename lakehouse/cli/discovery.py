@@ -24,7 +24,10 @@ def connection() -> None:
 @connection.command("add")
 @click.argument("name")
 @click.option(
-    "--endpoint", required=True, metavar="URL", help="The S3 API endpoint, e.g. http://127.0.0.1:9000."
+    "--endpoint",
+    required=True,
+    metavar="URL",
+    help="The S3 API endpoint: https://..., or http:// on a loopback address (http://127.0.0.1:9000).",
 )
 @click.option("--region", metavar="R", help="Region name (default: AWS_REGION or us-east-1).")
 @click.option(
@@ -33,8 +36,24 @@ def connection() -> None:
     help="A role to assume through STS at the endpoint (refreshed before expiry).",
 )
 @click.option("--sts-endpoint", metavar="URL", help="Where STS is asked for the role (default: --endpoint).")
-@click.option("--access-key-env", metavar="VAR", help="The NAME of the variable holding the access key id.")
-@click.option("--secret-key-env", metavar="VAR", help="The NAME of the variable holding the secret key.")
+@click.option(
+    "--access-key-env",
+    metavar="VAR",
+    help="The NAME of the variable holding the access key id: LAKEHOUSE_CONN_<NAME>_<...>, e.g. "
+    "LAKEHOUSE_CONN_TEAM_B_ACCESS_KEY_ID for connection team_b (team-b too).",
+)
+@click.option(
+    "--secret-key-env",
+    metavar="VAR",
+    help="The NAME of the variable holding the secret key: LAKEHOUSE_CONN_<NAME>_<...>, e.g. "
+    "LAKEHOUSE_CONN_TEAM_B_SECRET_ACCESS_KEY.",
+)
+@click.option(
+    "--allow-http",
+    is_flag=True,
+    help="Allow plain http to a host that is not loopback (keys and data cross that network in clear; "
+    "only for a network you trust). Stored with the connection.",
+)
 def connection_add(
     name: str,
     endpoint: str,
@@ -43,8 +62,13 @@ def connection_add(
     sts_endpoint: str | None,
     access_key_env: str | None,
     secret_key_env: str | None,
+    allow_http: bool,
 ) -> None:
-    """Add connection NAME. Keys come from the variables named (else AWS_ACCESS_KEY_ID/...)."""
+    """Add connection NAME. Its keys come from the variables named, which must be named
+    LAKEHOUSE_CONN_<NAME>_<...> (NAME upper-cased, - as _), so that no connection can name the
+    platform's own secrets. Without them it signs with the lakehouse's own AWS_* keys, and then only
+    at the lakehouse's own AWS_ENDPOINT_URL or AWS's S3/STS endpoints. Endpoints are https unless
+    loopback or --allow-http. Every rule is checked again whenever the connection is used."""
     from lakehouse.landing.connections import validate
 
     record = ConnectionRecord(
@@ -55,6 +79,7 @@ def connection_add(
         access_key_env,
         secret_key_env,
         sts_endpoint.rstrip("/") if sts_endpoint else None,
+        allow_http,
     )
     try:
         validate(record)
@@ -74,10 +99,11 @@ def _describe(record: ConnectionRecord) -> str:
     keys = (
         f"keys from ${record.access_key_env} / ${record.secret_key_env}"
         if record.access_key_env
-        else "keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+        else "the lakehouse's own keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
     )
     role = f", assumes {record.role_arn}" if record.role_arn else ""
-    return f"{record.endpoint}{f' ({record.region})' if record.region else ''}, {keys}{role}"
+    http = ", plain http allowed (--allow-http)" if record.allow_http else ""
+    return f"{record.endpoint}{f' ({record.region})' if record.region else ''}, {keys}{role}{http}"
 
 
 def _connection_rows(lh: Any) -> list[dict[str, Any]]:
@@ -99,6 +125,7 @@ CONNECTION_COLUMNS = [
     "sts_endpoint",
     "access_key_env",
     "secret_key_env",
+    "allow_http",
     "tasks",
 ]
 

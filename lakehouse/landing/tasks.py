@@ -130,10 +130,16 @@ def new_task(lh: Lakehouse, record: TaskRecord) -> TaskRecord:
     if "://" in location and not location.startswith("s3://"):
         raise TaskError(f"--location {record.location!r}: use a local folder, file:// or s3://bucket/prefix")
     if record.connection is not None:
-        if lh.catalog.connection(record.connection) is None:
+        from lakehouse.landing.connections import problem
+
+        found = lh.catalog.connection(record.connection)
+        if found is None:
             raise TaskError(
                 f"--connection {record.connection!r}: no such connection (`lakehouse connection list`)"
             )
+        unsafe = problem(found)  # a row written into the catalog directly: refused here too
+        if unsafe is not None:
+            raise TaskError(f"--connection {record.connection}: refused: {unsafe}")
         if not location.startswith("s3://"):
             raise TaskError(f"--connection needs an s3:// --location, got {record.location!r}")
     return TaskRecord(
@@ -148,7 +154,9 @@ def new_task(lh: Lakehouse, record: TaskRecord) -> TaskRecord:
 
 def task_credentials(lh: Lakehouse, task: ScanTask) -> S3Credentials:
     """The credentials a task reads with: its connection's (assumed again before they expire), else
-    the lakehouse's own AWS_* settings. Raises ConnectionFailed naming the connection."""
+    the lakehouse's own AWS_* settings. Raises ConnectionFailed naming the connection, also when the
+    connection breaks a rule of landing/connections.py (checked on every use, before any variable is
+    read or endpoint contacted)."""
     from lakehouse.landing.connections import ConnectionFailed, credentials
 
     if task.connection is None:

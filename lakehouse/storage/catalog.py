@@ -43,7 +43,7 @@ from lakehouse.storage.catalog_schema import (  # noqa: F401 - the tables are pa
     tables_t,
     workers_t,
 )
-from lakehouse.storage.discovery import DiscoveryBook
+from lakehouse.storage.discovery import DiscoveryBook, upgrade_discovery_tables
 from lakehouse.storage.pins import PinBook
 
 
@@ -138,6 +138,7 @@ class CatalogDB(BuildBook, PinBook, DiscoveryBook):
 
             with schema_change(engine) as conn:
                 metadata.create_all(conn)
+                upgrade_discovery_tables(conn)  # lakehouse_connections.allow_http on older catalogs
             CatalogDB._engines[url] = engine
         self.engine = CatalogDB._engines[url]
 

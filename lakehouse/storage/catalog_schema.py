@@ -152,9 +152,12 @@ connections_t = sa.Table(
     sa.Column("secret_key_env", sa.String(255)),
     sa.Column("sts_endpoint", sa.Text),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("allow_http", sa.Integer),
 )
 """The seed's CONNECTION: a named way to reach an object store (endpoint, region, a role to assume).
-No secret is ever stored: only the names of the environment variables that hold the keys."""
+No secret is ever stored: only the names of the environment variables that hold the keys.
+allow_http: 1 when `connection add --allow-http` allowed plain http to a host that is not loopback
+(NULL or 0: refused when used). Every row is checked again when used (lakehouse/landing/connections.py)."""
 
 datascan_tasks_t = sa.Table(
     "lakehouse_datascan_tasks",

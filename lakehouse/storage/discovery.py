@@ -31,6 +31,9 @@ class ConnectionRecord:
     secret_key_env: str | None = None
     sts_endpoint: str | None = None
     """Where STS is asked for the role (None: the endpoint itself, as MinIO and moto serve it)."""
+    allow_http: bool = False
+    """`connection add --allow-http`: plain http to a host that is not loopback is allowed (stored;
+    a row without it, or NULL, is refused such an endpoint when used: landing/connections.py)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,17 @@ class TableClaim:
     task: str
     layout: str
     folder: str
+
+
+def upgrade_discovery_tables(conn: sa.Connection) -> None:
+    """Columns added to lakehouse_connections after catalogs were created with it (nullable, so old
+    rows stay valid: a NULL allow_http is no): a catalog from an earlier release upgrades in place.
+    Called in CatalogDB's schema transaction."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(connections_t.name)}
+    for column in connections_t.columns:
+        if column.name not in have:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f'alter table {connections_t.name} add column "{column.name}" {kind}'))
 
 
 class DuplicateError(ValueError):
@@ -74,7 +88,7 @@ class DiscoveryBook:
 
     # --- connections ----------------------------------------------------------------------
     def add_connection(self, record: ConnectionRecord) -> None:
-        self._add(connections_t, "connection", dict(record.__dict__))
+        self._add(connections_t, "connection", {**record.__dict__, "allow_http": int(record.allow_http)})
 
     def connections(self) -> list[ConnectionRecord]:
         with self.engine.connect() as conn:
@@ -88,6 +102,7 @@ class DiscoveryBook:
                     r.access_key_env,
                     r.secret_key_env,
                     r.sts_endpoint,
+                    r.allow_http == 1,  # NULL (a row written without it, an older catalog): no
                 )
                 for r in rows
             ]

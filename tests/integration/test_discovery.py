@@ -54,11 +54,14 @@ class Lake:
         self.env.update(
             LAKEHOUSE_HOME=str(root / "lh"),
             DAGSTER_HOME=str(root / "dh"),
-            TEAM_A_KEY=s3.team_a.access_key_id,
-            TEAM_A_SECRET=s3.team_a.secret_access_key,
-            TEAM_B_KEY=s3.team_b.access_key_id,
-            TEAM_B_SECRET=s3.team_b.secret_access_key,
-            BAD_SECRET=BAD_SECRET,
+            LAKEHOUSE_CONN_TEAM_A_KEY=s3.team_a.access_key_id,
+            LAKEHOUSE_CONN_TEAM_A_SECRET=s3.team_a.secret_access_key,
+            LAKEHOUSE_CONN_TEAM_B_KEY=s3.team_b.access_key_id,
+            LAKEHOUSE_CONN_TEAM_B_SECRET=s3.team_b.secret_access_key,
+            LAKEHOUSE_CONN_WRONG_KEY=s3.team_a.access_key_id,
+            LAKEHOUSE_CONN_WRONG_SECRET=BAD_SECRET,
+            LAKEHOUSE_CONN_NO_ROLE_KEY=s3.team_a.access_key_id,
+            LAKEHOUSE_CONN_NO_ROLE_SECRET=s3.team_a.secret_access_key,
         )
         self.secrets = [s3.team_a.secret_access_key, s3.team_b.secret_access_key, BAD_SECRET]
 
@@ -78,10 +81,11 @@ class Lake:
         return json.loads(self("sql", query, "--format", "json").stdout)
 
     def connections(self, s3: AuthS3) -> None:
-        self("connection", "add", "team_a", "--endpoint", s3.endpoint, "--access-key-env", "TEAM_A_KEY",
-             "--secret-key-env", "TEAM_A_SECRET")  # fmt: skip
+        self("connection", "add", "team_a", "--endpoint", s3.endpoint, "--access-key-env",
+             "LAKEHOUSE_CONN_TEAM_A_KEY", "--secret-key-env", "LAKEHOUSE_CONN_TEAM_A_SECRET")  # fmt: skip
         self("connection", "add", "team_b", "--endpoint", s3.endpoint, "--region", "us-east-1",
-             "--role-arn", s3.role_arn, "--access-key-env", "TEAM_B_KEY", "--secret-key-env", "TEAM_B_SECRET")  # fmt: skip
+             "--role-arn", s3.role_arn, "--access-key-env", "LAKEHOUSE_CONN_TEAM_B_KEY",
+             "--secret-key-env", "LAKEHOUSE_CONN_TEAM_B_SECRET")  # fmt: skip
 
 
 def admin_store(s3: AuthS3, uri: str) -> S3ObjectStore:
@@ -93,8 +97,8 @@ def test_two_connections_two_tasks_two_buckets_into_two_namespaces(tmp_path: Pat
     lake.connections(s3)
     listed = json.loads(lake("connection", "list", "--format", "json").stdout)
     assert [(c["name"], c["role_arn"], c["access_key_env"]) for c in listed] == [
-        ("team_a", None, "TEAM_A_KEY"),
-        ("team_b", s3.role_arn, "TEAM_B_KEY"),
+        ("team_a", None, "LAKEHOUSE_CONN_TEAM_A_KEY"),
+        ("team_b", s3.role_arn, "LAKEHOUSE_CONN_TEAM_B_KEY"),
     ]
     assert (
         "arn:aws:sts::123456789012:assumed-role/game-reader/"
@@ -156,7 +160,7 @@ def test_two_connections_two_tasks_two_buckets_into_two_namespaces(tmp_path: Pat
     # the catalog holds the variables' names, never their values
     db = Path(lake.env["LAKEHOUSE_HOME"] or "") / "catalog.db"
     stored = b"".join(p.read_bytes() for p in db.parent.glob("catalog.db*"))
-    assert b"TEAM_B_SECRET" in stored
+    assert b"LAKEHOUSE_CONN_TEAM_B_SECRET" in stored
     for secret in lake.secrets:
         assert secret.encode() not in stored
     assert lake("connection", "remove", "team_b", ok=False).exit_code == 1  # a task uses it
@@ -168,8 +172,8 @@ def test_a_bad_credential_fails_its_task_naming_the_connection_never_the_secret(
     lake = Lake(tmp_path, s3)
     lake.connections(s3)
     admin_store(s3, "s3://raw-a/bad").write_arrow("t/x.parquet", pa.table({"a": [1]}))
-    lake("connection", "add", "wrong", "--endpoint", s3.endpoint, "--access-key-env", "TEAM_A_KEY",
-         "--secret-key-env", "BAD_SECRET")  # fmt: skip
+    lake("connection", "add", "wrong", "--endpoint", s3.endpoint, "--access-key-env", "LAKEHOUSE_CONN_WRONG_KEY",
+         "--secret-key-env", "LAKEHOUSE_CONN_WRONG_SECRET")  # fmt: skip
     lake(
         "datascan",
         "add",
@@ -204,12 +208,12 @@ def test_a_bad_credential_fails_its_task_naming_the_connection_never_the_secret(
 
     checked = lake("connection", "show", "wrong", "--check", ok=False)
     assert "connection wrong: cannot authenticate" in checked.stderr
-    lake.env["BAD_SECRET"] = None
+    lake.env["LAKEHOUSE_CONN_WRONG_SECRET"] = None
     missing = lake("datascan", "run", "bad", ok=False)
-    assert "connection wrong: environment variable BAD_SECRET is not set" in missing.stderr
+    assert "connection wrong: environment variable LAKEHOUSE_CONN_WRONG_SECRET is not set" in missing.stderr
     # keys that may not assume the role: STS refuses, the error names connection and role
     lake("connection", "add", "no_role", "--endpoint", s3.endpoint, "--role-arn", s3.role_arn,
-         "--access-key-env", "TEAM_A_KEY", "--secret-key-env", "TEAM_A_SECRET")  # fmt: skip
+         "--access-key-env", "LAKEHOUSE_CONN_NO_ROLE_KEY", "--secret-key-env", "LAKEHOUSE_CONN_NO_ROLE_SECRET")  # fmt: skip
     lake(
         "datascan",
         "add",
@@ -233,9 +237,16 @@ def test_a_bad_credential_fails_its_task_naming_the_connection_never_the_secret(
 def test_assumed_role_credentials_are_refreshed_before_they_expire(
     s3: AuthS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("B_KEY", s3.team_b.access_key_id)
-    monkeypatch.setenv("B_SECRET", s3.team_b.secret_access_key)
-    record = ConnectionRecord("team_b", s3.endpoint, "us-east-1", s3.role_arn, "B_KEY", "B_SECRET")
+    monkeypatch.setenv("LAKEHOUSE_CONN_TEAM_B_KEY", s3.team_b.access_key_id)
+    monkeypatch.setenv("LAKEHOUSE_CONN_TEAM_B_SECRET", s3.team_b.secret_access_key)
+    record = ConnectionRecord(
+        "team_b",
+        s3.endpoint,
+        "us-east-1",
+        s3.role_arn,
+        "LAKEHOUSE_CONN_TEAM_B_KEY",
+        "LAKEHOUSE_CONN_TEAM_B_SECRET",
+    )
     first = connections.credentials(record)
     assert first.session_token and first.access_key_id != s3.team_b.access_key_id
     assert connections.credentials(record) == first  # an hour left: the same credentials

@@ -38,18 +38,27 @@ def test_a_connection_that_cannot_work_is_refused_naming_the_flag(
         validate(record)
 
 
+B_KEY, B_SECRET = "LAKEHOUSE_CONN_TEAM_B_KEY", "LAKEHOUSE_CONN_TEAM_B_SECRET"
+
+
 def test_good_connections_validate() -> None:
+    validate(ConnectionRecord("team_b", "https://s3.example.internal", "us-east-1", ROLE, B_KEY, B_SECRET))
     validate(
         ConnectionRecord(
-            "team_b", "https://s3.example.internal", "us-east-1", ROLE, "TEAM_B_KEY", "TEAM_B_SECRET"
+            "team-a",
+            "http://127.0.0.1:9000",
+            access_key_env="LAKEHOUSE_CONN_TEAM_A_ACCESS_KEY_ID",
+            secret_key_env="LAKEHOUSE_CONN_TEAM_A_SECRET_ACCESS_KEY",
         )
     )
-    validate(ConnectionRecord("team-a", "http://127.0.0.1:9000"))
+    # the lakehouse's own keys, where they go already: its own endpoint, or AWS
+    validate(ConnectionRecord("own", "http://127.0.0.1:9000"), {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000/"})
+    validate(ConnectionRecord("aws", "https://s3.eu-west-1.amazonaws.com", role_arn=ROLE), {})
 
 
 def test_keys_come_from_the_variables_named_and_a_missing_one_is_named_not_shown() -> None:
-    record = ConnectionRecord("team_b", "http://127.0.0.1:9000", None, None, "TEAM_B_KEY", "TEAM_B_SECRET")
-    creds = base_credentials(record, {"TEAM_B_KEY": "AKIDEXAMPLE", "TEAM_B_SECRET": "s3cr3t-value"})
+    record = ConnectionRecord("team_b", "http://127.0.0.1:9000", None, None, B_KEY, B_SECRET)
+    creds = base_credentials(record, {B_KEY: "AKIDEXAMPLE", B_SECRET: "s3cr3t-value"})
     assert (creds.access_key_id, creds.secret_access_key, creds.region) == (
         "AKIDEXAMPLE",
         "s3cr3t-value",
@@ -57,12 +66,18 @@ def test_keys_come_from_the_variables_named_and_a_missing_one_is_named_not_shown
     )
     assert "s3cr3t-value" not in repr(creds)
     with pytest.raises(
-        ConnectionFailed, match="connection team_b: environment variable TEAM_B_SECRET is not set"
+        ConnectionFailed,
+        match="connection team_b: environment variable LAKEHOUSE_CONN_TEAM_B_SECRET is not set",
     ):
-        base_credentials(record, {"TEAM_B_KEY": "AKIDEXAMPLE"})
-    # without variables of its own, the process's AWS_* keys
+        base_credentials(record, {B_KEY: "AKIDEXAMPLE"})
+    # without variables of its own, the process's AWS_* keys (at its own endpoint)
     plain = base_credentials(
-        ConnectionRecord("c", "http://x"), {"AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "S"}
+        ConnectionRecord("c", "https://minio.internal"),
+        {
+            "AWS_ACCESS_KEY_ID": "A",
+            "AWS_SECRET_ACCESS_KEY": "S",
+            "AWS_ENDPOINT_URL": "https://minio.internal:443",
+        },
     )
     assert (plain.access_key_id, plain.secret_access_key) == ("A", "S")
 
@@ -70,7 +85,12 @@ def test_keys_come_from_the_variables_named_and_a_missing_one_is_named_not_shown
 def test_an_error_through_a_connection_never_carries_a_secret() -> None:
     record = ConnectionRecord("team_b", "http://127.0.0.1:9000")
     creds = base_credentials(
-        record, {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
+        record,
+        {
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "s3cr3t-value",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+        },
     )
     error = auth_error(
         record,
