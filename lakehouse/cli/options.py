@@ -61,7 +61,9 @@ def format_option(command: F) -> F:
         type=click.Choice(["table", "json", "csv"]),
         default="table",
         show_default=True,
-        help="Output as a table, JSON or CSV.",
+        help="Output as a table, JSON or CSV. CSV is safe to open in a spreadsheet: a text cell "
+        "(or column name) starting with =, +, -, @, a tab or a carriage return gets a leading ' so it "
+        "is never run as a formula (OWASP's advice); numbers, negative ones too, stay numbers.",
     )(command)
 
 
@@ -100,17 +102,37 @@ def _shown(value: Any) -> Any:
     return escape_invisible(value) if isinstance(value, str) else value
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet (Excel, LibreOffice, Google Sheets) read a CSV cell as a formula."""
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell: like a table cell, and a text cell a spreadsheet would run as a formula
+    (`=HYPERLINK(...)`, `@SUM(...)`, `-2+3`, ...) prefixed with ' (OWASP, CSV injection). Numbers
+    (int, float, decimal; a negative one too) are not text: they stay numbers. The test is made on
+    the value itself, before control characters are escaped."""
+    import decimal
+
+    plain = _plain(value)
+    if plain is None or isinstance(plain, int | float | decimal.Decimal):
+        return plain
+    text = str(plain)
+    shown = escape_invisible(text)
+    return f"'{shown}" if text.startswith(FORMULA_STARTS) else shown
+
+
 def render(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> str:
-    """Rows as JSON (every field; JSON escapes control characters itself), CSV or a table (the given
-    columns, control characters escaped)."""
+    """Rows as JSON (every field; JSON escapes control characters itself), CSV (the given columns,
+    control characters escaped, formulas neutralized: `_csv_cell`) or a table (the given columns,
+    control characters escaped)."""
     if fmt == "json":
         text = json.dumps([{k: _plain(v) for k, v in r.items()} for r in rows], ensure_ascii=False)
         return escape_invisible(text, named=False)  # one line, whatever the values (JSON escapes)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([_shown(c) for c in columns])
-        writer.writerows([_shown(r.get(c)) for c in columns] for r in rows)
+        writer.writerow([_csv_cell(c) for c in columns])
+        writer.writerows([_csv_cell(r.get(c)) for c in columns] for r in rows)
         return out.getvalue().rstrip("\n")
     from tabulate import tabulate
 
