@@ -39,6 +39,18 @@ def default_query_memory_limit() -> str:
     return f"{max(total // 4 // 2**20, 64)}MB"
 
 
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+
+def size_bytes(text: str) -> int:
+    """A MEMORY_SIZE text (512MB, 4GiB, 100 B) as bytes."""
+    found = re.match(r"^(\d+(?:\.\d+)?)\s*([a-z]+)$", text.strip().lower())
+    if not found or found.group(2) not in _UNITS:
+        raise ValueError(f"not a size such as 512MB or 4GB: {text!r}")
+    return int(float(found.group(1)) * _UNITS[found.group(2)])
+
+
 class ConfigError(ValueError):
     """A setting has a value the lakehouse cannot use; the message names the variable."""
 
@@ -117,6 +129,10 @@ class LakehouseSettings:
     """Wall-time limit of one governed query. Env: LAKEHOUSE_QUERY_TIMEOUT_SECONDS."""
     query_memory_limit: str = field(default_factory=default_query_memory_limit)
     """Engine memory limit of one governed query, e.g. 4GB. Env: LAKEHOUSE_QUERY_MEMORY_LIMIT."""
+    query_max_rows: int = 1_000_000
+    """Most rows one governed query may return (then it stops with an error). Env: LAKEHOUSE_QUERY_MAX_ROWS."""
+    query_max_bytes: int = 256 * 2**20
+    """Most bytes (Arrow) one governed query may return, e.g. 256MiB. Env: LAKEHOUSE_QUERY_MAX_BYTES."""
     s3: S3Credentials = field(default_factory=S3Credentials)
     """Credentials for s3:// locations."""
     engine: str = "duckdb"
@@ -178,6 +194,18 @@ class LakehouseSettings:
             raise ConfigError(
                 f"LAKEHOUSE_QUERY_MEMORY_LIMIT must be a size such as 512MB or 4GB, got {memory!r}"
             )
+        raw_rows = (env.get("LAKEHOUSE_QUERY_MAX_ROWS") or "1000000").strip().replace("_", "")
+        if not raw_rows.isdigit() or int(raw_rows) < 1:
+            raise ConfigError(f"LAKEHOUSE_QUERY_MAX_ROWS must be a positive whole number, got {raw_rows!r}")
+        raw_bytes = (env.get("LAKEHOUSE_QUERY_MAX_BYTES") or "256MiB").strip()
+        try:
+            max_bytes = size_bytes(raw_bytes)
+        except ValueError:
+            max_bytes = 0
+        if max_bytes < 1:
+            raise ConfigError(
+                f"LAKEHOUSE_QUERY_MAX_BYTES must be a size such as 256MB or 1GB, got {raw_bytes!r}"
+            )
         engine = (env.get("LAKEHOUSE_ENGINE") or "duckdb").strip().lower()
         if engine not in ENGINES:
             raise ConfigError(f"LAKEHOUSE_ENGINE must be one of {ENGINES}, got {engine!r}")
@@ -203,6 +231,8 @@ class LakehouseSettings:
             daily_start_date=start,
             query_timeout_seconds=timeout,
             query_memory_limit=memory,
+            query_max_rows=int(raw_rows),
+            query_max_bytes=max_bytes,
             s3=S3Credentials.from_env(env),
             engine=engine,
             spark_remote=remote,

@@ -5,12 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lakehouse.engines.base import Engine, QueryError, QueryLimitExceeded, ReadOnlyViolation, Session
+from lakehouse.engines.base import (
+    Engine,
+    QueryError,
+    QueryLimitExceeded,
+    ReadOnlyViolation,
+    ResultLimits,
+    ResultTooLarge,
+    Session,
+)
 
 if TYPE_CHECKING:
     from lakehouse.core.ids import TableId
 
-__all__ = ["Engine", "QueryError", "QueryLimitExceeded", "ReadOnlyViolation", "Session", "open_engine"]
+__all__ = [
+    "Engine",
+    "QueryError",
+    "QueryLimitExceeded",
+    "ReadOnlyViolation",
+    "ResultLimits",
+    "ResultTooLarge",
+    "Session",
+    "open_engine",
+]
 
 
 def open_engine(
@@ -20,6 +37,7 @@ def open_engine(
     timeout_seconds: float | None = None,
     timeout_limit: float | None = None,
     pooled: bool = False,
+    limits: ResultLimits | None = None,
     spark_remote: str | None = None,
     locate: Callable[[TableId], str] | None = None,
 ) -> Engine:
@@ -34,6 +52,7 @@ def open_engine(
             timeout_seconds=timeout_seconds,
             timeout_limit=timeout_limit,
             pooled=pooled,
+            limits=limits,
         )
     if name == "spark":
         from lakehouse.engines.spark import SparkEngine

@@ -11,16 +11,20 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from lakehouse.engines.base import QueryError, QueryLimitExceeded
+from lakehouse.engines.base import QueryCancelled, QueryError, QueryLimitExceeded, ResultLimits, current_scope
 from lakehouse.engines.sql import quote_ident
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from lakehouse.core.ids import TableId
+
+
+LIMITED_BATCH_ROWS = 8_192
+"""Rows per batch when a result is bounded: the limits are checked between batches."""
 
 
 class DuckDBEngine:
@@ -43,8 +47,11 @@ class DuckDBEngine:
         timeout_seconds: float | None = None,
         timeout_limit: float | None = None,
         pooled: bool = False,
+        limits: ResultLimits | None = None,
     ) -> None:
         self.pooled = pooled
+        self.limits = limits
+        """What one statement may return (governed queries); None: no bound (trusted callers)."""
         """Reuse connections between statements (a statement that succeeded leaves none of its
         views or registrations behind; one that failed closes its connection)."""
         self.threads = threads
@@ -76,7 +83,9 @@ class DuckDBEngine:
         if not self.pooled:
             con = self._open()
             try:
-                yield DuckDBSession(con, self.timeout_seconds, self.memory_limit, self.timeout_limit)
+                yield DuckDBSession(
+                    con, self.timeout_seconds, self.memory_limit, self.timeout_limit, self.limits
+                )
             finally:
                 con.close()
             return
@@ -86,7 +95,7 @@ class DuckDBEngine:
             con = idle.pop() if idle else None
         con = con or self._open()
         try:
-            yield DuckDBSession(con, self.timeout_seconds, self.memory_limit, self.timeout_limit)
+            yield DuckDBSession(con, self.timeout_seconds, self.memory_limit, self.timeout_limit, self.limits)
         except BaseException:
             con.close()
             raise
@@ -198,8 +207,10 @@ class DuckDBSession:
         timeout_seconds: float | None = None,
         memory_limit: str | None = None,
         timeout_limit: float | None = None,
+        limits: ResultLimits | None = None,
     ) -> None:
         self._con = con
+        self._limits = limits
         self._timeout = timeout_seconds
         self._timeout_limit = timeout_limit if timeout_limit is not None else timeout_seconds
         self._memory_limit = memory_limit
@@ -243,10 +254,26 @@ class DuckDBSession:
         default_namespace: str | None = None,
         statement_name: str = "query",
     ) -> pa.Table:
+        import pyarrow as pa
+
+        limits = self._limits
         with self.stream(
-            sql, sources, params, default_namespace=default_namespace, statement_name=statement_name
+            sql,
+            sources,
+            params,
+            default_namespace=default_namespace,
+            statement_name=statement_name,
+            batch_rows=262_144 if limits is None else LIMITED_BATCH_ROWS,
         ) as reader:
-            return reader.read_all()
+            if limits is None:
+                return reader.read_all()
+            batches, rows, size = [], 0, 0
+            for batch in reader:  # stopped at the limit: nothing past it is computed or kept
+                rows += batch.num_rows
+                size += batch.nbytes
+                limits.check(rows, size, statement_name)
+                batches.append(batch)
+            return pa.Table.from_batches(batches, schema=reader.schema)
 
     @contextmanager
     def stream(
@@ -268,7 +295,11 @@ class DuckDBSession:
         self._busy = True
         used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
 
+        scope = current_scope()
+
         def failure(exc: Exception) -> QueryError:
+            if isinstance(exc, duckdb.InterruptException) and scope is not None and scope.cancelled:
+                return QueryCancelled(f"{statement_name}: cancelled (KILL QUERY)")
             if isinstance(exc, duckdb.InterruptException) and self._timeout is not None:
                 return QueryLimitExceeded(
                     f"{statement_name}: cancelled after {self._timeout_limit:g} s, "
@@ -283,7 +314,10 @@ class DuckDBSession:
 
         def batches(reader: Any) -> Iterator[pa.RecordBatch]:
             try:
-                yield from reader
+                for batch in reader:
+                    if scope is not None:
+                        scope.check()  # a cancel that came while DuckDB was still binding
+                    yield batch
             except duckdb.Error as exc:
                 raise failure(exc) from None
 
@@ -292,15 +326,17 @@ class DuckDBSession:
         # while DuckDB is still binding is lost), so nothing keeps running after the error.
         timer = _Watchdog(self._timeout, self._con.interrupt) if self._timeout else None
         bound: list[str] = []
+        interruptible = scope.interruptible(self._con.interrupt) if scope is not None else nullcontext()
         try:
-            try:
-                bound = self._bind(sources, default_namespace)
-                if timer is not None:
-                    timer.start()
-                reader = self._con.sql(sql, params=used or None).to_arrow_reader(batch_rows)
-            except duckdb.Error as exc:
-                raise failure(exc) from None
-            yield pa.RecordBatchReader.from_batches(reader.schema, batches(reader))
+            with interruptible:  # KILL QUERY from another connection interrupts this statement
+                try:
+                    bound = self._bind(sources, default_namespace)
+                    if timer is not None:
+                        timer.start()
+                    reader = self._con.sql(sql, params=used or None).to_arrow_reader(batch_rows)
+                except duckdb.Error as exc:
+                    raise failure(exc) from None
+                yield pa.RecordBatchReader.from_batches(reader.schema, batches(reader))
         finally:
             if timer is not None:
                 timer.cancel()

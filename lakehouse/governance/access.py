@@ -112,6 +112,7 @@ class GovernedAccess:
     def engine(self, seconds_left: float) -> Engine:
         """The engine for one governed query: its memory limit, and the time the query has left."""
         from lakehouse.engines import open_engine
+        from lakehouse.engines.base import ResultLimits
 
         settings = self.lakehouse.settings
         return open_engine(
@@ -119,6 +120,7 @@ class GovernedAccess:
             timeout_seconds=seconds_left,
             timeout_limit=settings.query_timeout_seconds,
             pooled=True,
+            limits=ResultLimits(settings.query_max_rows, settings.query_max_bytes),
         )
 
     def _deadline(self) -> float:
@@ -126,8 +128,11 @@ class GovernedAccess:
 
     def _left(self, deadline: float, doing: str) -> float:
         """Seconds left before the deadline, or QueryLimitExceeded naming what was being done."""
-        from lakehouse.engines.base import QueryLimitExceeded
+        from lakehouse.engines.base import QueryLimitExceeded, current_scope
 
+        scope = current_scope()
+        if scope is not None:
+            scope.check()  # KILL QUERY: stop between the Python steps too
         left = deadline - time.monotonic()
         if left <= 0:
             limit = self.lakehouse.settings.query_timeout_seconds
@@ -238,6 +243,39 @@ class GovernedAccess:
                 return engine.query(query, sources, default_namespace=project)
 
             result = self.cached_result(principal, query, project, pins, record.masks, run)
+            record.rows = result.num_rows
+        return result
+
+    def sql_over(
+        self,
+        query: str,
+        principal: Principal,
+        sources: Mapping[str, Any],
+        label: Callable[[str], str] = str,
+    ) -> pa.Table:
+        """A governed query over sources the caller built for this principal alone (the SQL
+        endpoint's information_schema, SHOW and session listings, as the principal may list them):
+        the checks, limits and audit of `sql`, and no table of the catalog (a name that is not one
+        of the sources is an error). `label(source)` is how the audit names a source it read."""
+        from lakehouse.engines.base import QueryError
+        from lakehouse.engines.sql import ensure_governed_query, referenced_tables
+
+        deadline = self._deadline()
+        with self.attempt(principal, "query", query, lazy=True) as record:
+            if len(query) > MAX_QUERY_CHARS:
+                raise QueryError(
+                    f"the query is {len(query):,} characters; a governed query may have {MAX_QUERY_CHARS:,}"
+                )
+            ensure_governed_query(query)
+            known = {name.lower(): name for name in sources}
+            for namespace, name in referenced_tables(query):
+                if namespace is not None or name.lower() not in known:
+                    raise QueryError(f"table {name!r} does not exist")
+                record.tables.append(TableId.parse(label(known[name.lower()])))
+            record.start()
+            engine = self.engine(self._left(deadline, "listing the catalog"))
+            bound: dict[TableId | str, Any] = {name: source for name, source in sources.items()}
+            result = engine.query(query, bound)
             record.rows = result.num_rows
         return result
 
