@@ -54,8 +54,8 @@ test-postgres: install ## The integration suite with every test's catalog on a r
 	LAKEHOUSE_TEST_CATALOG=postgres $(BIN)/pytest -q -m "not e2e and not sweep" tests/integration
 
 dev: install ## Start the Dagster UI (webserver + daemon) on http://127.0.0.1:3000
-	@mkdir -p "$(DAGSTER_HOME)"
-	@test -f "$(DAGSTER_HOME)/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$(DAGSTER_HOME)/dagster.yaml"
+	@umask 077 && mkdir -p "$(DAGSTER_HOME)"
+	@umask 077 && test -f "$(DAGSTER_HOME)/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$(DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install ## ruff lint + format check, mypy

@@ -2,6 +2,7 @@
 # Both seed pipelines end to end on the embedded defaults (local folder, SQLite catalog, DuckDB):
 # vehicle GPS (seed 000), then game analytics with late data (seed 004).
 set -euo pipefail
+umask 077  # the home (catalog, audit key, masking salt, data) is private: lakehouse warns otherwise
 : "${LAKEHOUSE_HOME:=$PWD/.lakehouse}"
 : "${DAGSTER_HOME:=$LAKEHOUSE_HOME/dagster_home}"
 export LAKEHOUSE_HOME DAGSTER_HOME

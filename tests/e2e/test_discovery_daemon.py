@@ -79,8 +79,8 @@ def test_flat_game_layout_under_the_daemon_equals_the_partitioned_layout(tmp_pat
             LAKEHOUSE_HOME=str(tmp_path / "flat"),
             DAGSTER_HOME=str(dagster_home),
             LAKEHOUSE_SCAN_INTERVAL_SECONDS="3",
-            TEAM_B_KEY=s3.team_b.access_key_id,
-            TEAM_B_SECRET=s3.team_b.secret_access_key,
+            LAKEHOUSE_CONN_TEAM_B_KEY=s3.team_b.access_key_id,
+            LAKEHOUSE_CONN_TEAM_B_SECRET=s3.team_b.secret_access_key,
         )
         reference_env = clean_env(
             dict(os.environ), LAKEHOUSE_HOME=str(tmp_path / "partitioned"), DAGSTER_HOME=str(tmp_path / "dh2")
@@ -105,7 +105,7 @@ def test_flat_game_layout_under_the_daemon_equals_the_partitioned_layout(tmp_pat
         lakehouse(reference_env, "scan")
 
         lakehouse(env, "connection", "add", "team_b", "--endpoint", s3.endpoint, "--role-arn", s3.role_arn,
-                  "--access-key-env", "TEAM_B_KEY", "--secret-key-env", "TEAM_B_SECRET")  # fmt: skip
+                  "--access-key-env", "LAKEHOUSE_CONN_TEAM_B_KEY", "--secret-key-env", "LAKEHOUSE_CONN_TEAM_B_SECRET")  # fmt: skip
         lakehouse(env, "datascan", "add", "openlake", "--location", f"{LOCATION}/", "--namespace", "game_db",
                   "--connection", "team_b", "--interval", "3", "--table-prefix", "ods_")  # fmt: skip
         with running_daemon(env, log):
