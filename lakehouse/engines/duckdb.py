@@ -320,12 +320,15 @@ class DuckDBSession:
                     yield batch
             except duckdb.Error as exc:
                 raise failure(exc) from None
+            except pa.ArrowException as exc:  # a value Arrow cannot hold (a string over 2 GB)
+                raise QueryLimitExceeded(f"{statement_name}: {str(exc).splitlines()[0]}") from None
 
         # The clock covers running the statement and reading its result; on expiry the connection's
         # work is interrupted, again and again until the statement stops (an interrupt that arrives
         # while DuckDB is still binding is lost), so nothing keeps running after the error.
         timer = _Watchdog(self._timeout, self._con.interrupt) if self._timeout else None
         bound: list[str] = []
+        reader: Any = None
         interruptible = scope.interruptible(self._con.interrupt) if scope is not None else nullcontext()
         try:
             with interruptible:  # KILL QUERY from another connection interrupts this statement
@@ -340,6 +343,8 @@ class DuckDBSession:
         finally:
             if timer is not None:
                 timer.cancel()
+            if reader is not None:
+                reader.close()  # a result left unread (a limit stopped it) holds the connection
             try:
                 self._unbind(bound)
             finally:

@@ -252,16 +252,18 @@ class GovernedAccess:
         principal: Principal,
         sources: Mapping[str, Any],
         label: Callable[[str], str] = str,
+        statement: str | None = None,
     ) -> pa.Table:
         """A governed query over sources the caller built for this principal alone (the SQL
         endpoint's information_schema, SHOW and session listings, as the principal may list them):
         the checks, limits and audit of `sql`, and no table of the catalog (a name that is not one
-        of the sources is an error). `label(source)` is how the audit names a source it read."""
+        of the sources is an error). `label(source)` is how the audit names a source it read;
+        `statement`, the text it records (the client's, when `query` was derived from it)."""
         from lakehouse.engines.base import QueryError
         from lakehouse.engines.sql import ensure_governed_query, referenced_tables
 
         deadline = self._deadline()
-        with self.attempt(principal, "query", query, lazy=True) as record:
+        with self.attempt(principal, "query", statement or query, lazy=True) as record:
             if len(query) > MAX_QUERY_CHARS:
                 raise QueryError(
                     f"the query is {len(query):,} characters; a governed query may have {MAX_QUERY_CHARS:,}"

@@ -443,7 +443,13 @@ class LakehouseSession(Session):
         sources[STATUS_SOURCE] = variables_source([])
         sources[PROCESSLIST_SOURCE] = processlist_source(self._processes())
         try:
-            table = self.lh.access.sql_over(to_duckdb(tree), self._principal(), sources, label=source_label)
+            table = self.lh.access.sql_over(
+                to_duckdb(tree),
+                self._principal(),
+                sources,
+                label=source_label,
+                statement=_clipped(statement.sql(dialect="mysql")),
+            )
         except Exception as exc:
             raise _error(exc) from None
         return self._result(table)

@@ -274,8 +274,6 @@ class GuardedConnection(Connection):
                 if handler is None:
                     raise MysqlError(f"Unsupported command {hex(data[0])}", ErrorCode.UNKNOWN_COM_ERROR)
                 await handler(data[1:])
-                if data[0] == types.Commands.COM_CHANGE_USER and self.session.username is None:
-                    return  # the new login was refused (and its error sent): the connection ends
             except MysqlError as exc:
                 await self.stream.write(self.error(msg=exc.msg, code=exc.code))
             except asyncio.CancelledError:
@@ -293,6 +291,8 @@ class GuardedConnection(Connection):
                 await self.stream.write(self.error(msg=f"internal error ({type(exc).__name__})"))
             finally:
                 self.stream.reset_seq()
+            if data[0] == types.Commands.COM_CHANGE_USER and self.session.username is None:
+                return  # the new login was refused (or unreadable; its error sent): the connection ends
 
     async def _refuse_packet(self, exc: PacketTooLarge) -> None:
         log.warning("connection %s from %s: %s, closed", self.connection_id, self.address, exc)
@@ -464,6 +464,8 @@ class GuardedServer(MysqlServer):
             await connection.start()
         except (ConnectionError, ConnectionClosed, asyncio.IncompleteReadError):
             pass  # the client left
+        except asyncio.CancelledError:
+            pass  # the server is stopping: this connection's task ends here, quietly
         finally:
             writer.close()
             await self.control.remove(connection.connection_id)

@@ -5,11 +5,9 @@ the audit, a new snapshot seen on the next query. Both table formats."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from tests.helpers.env import clean_env
 from tests.helpers.game import GameLake, event, profile
 from tests.helpers.governed import ALICE, MASKED, SEED_POLICY, VINS, assert_no_raw_vin, land_vehicles
 from tests.helpers.pipeline import Pipeline, gps
+from tests.helpers.serve import start_server, stop
 
 OWNER_PASSWORD = "owner-Secret-7731"
 ALICE_PASSWORD = "alice-Secret-9904"
@@ -53,31 +52,6 @@ class Served:
         with self.connect(user, password, database) as conn, conn.cursor(pymysql.cursors.DictCursor) as cur:
             cur.execute(query)
             return list(cur.fetchall())
-
-
-def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[Any], int]:
-    """`lakehouse serve --port 0`; the port it bound, read from what it prints."""
-    out = open(log, "w")  # noqa: SIM115 - closed by the caller's finally through the process
-    proc = subprocess.Popen([str(BIN / "lakehouse"), "serve", "--port", "0"], env=env, stdout=out, stderr=out)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text())
-        if found:
-            return proc, int(found.group(1))
-        if proc.poll() is not None:
-            raise AssertionError(f"lakehouse serve exited {proc.returncode}: {log.read_text()}")
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"lakehouse serve did not start: {log.read_text()}")
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module", params=["iceberg", "delta"])
