@@ -85,7 +85,9 @@ QUERIES: list[tuple[str, str]] = [
 ]
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, checkout: Path = ROOT) -> dict[str, str]:
+    """The environment of the lakehouse commands; `checkout` is the source tree they import (another
+    checkout of the project: the endpoint as it was, measured in the same run)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "AWS_"))}
     bin_dir = str(Path(sys.executable).parent)
     return {
@@ -93,7 +95,7 @@ def _env(home: Path) -> dict[str, str]:
         "LAKEHOUSE_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster_home"),
         "PATH": f"{bin_dir}:{env.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(checkout),
     }
 
 
@@ -213,11 +215,11 @@ def _stats(latencies: list[float], wall: float) -> dict[str, Any]:
     }
 
 
-def endpoint(home: Path, clients: int, seconds: float, *flags: str) -> dict[str, Any]:
+def endpoint(home: Path, clients: int, seconds: float, *flags: str, checkout: Path = ROOT) -> dict[str, Any]:
     import pymysql
 
     port = _free_port()
-    env = _env(home)
+    env = _env(home, checkout)
     log = open(home / "serve-bench.log", "w")  # noqa: SIM115 - closed below
     command = ["lakehouse", "serve", "--port", str(port), *flags]
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
@@ -271,11 +273,40 @@ def direct(home: Path, clients: int, seconds: float) -> dict[str, Any]:
     return _drive(clients, seconds, run_query, con.cursor)
 
 
+def _before(home: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The endpoint of `args.before` against this one, cached and uncached, alternating (before,
+    now, before, now) so both see the same machine; medians of the two rounds each."""
+    rounds: dict[str, Any] = {}
+    for mode, flags in (("result cache", ()), ("no result cache", ("--no-result-cache",))):
+        runs: dict[str, list[dict[str, Any]]] = {"before": [], "now": []}
+        for _ in range(2):
+            runs["before"].append(endpoint(home, args.clients, args.seconds, *flags, checkout=args.before))
+            runs["now"].append(endpoint(home, args.clients, args.seconds, *flags))
+        p95 = {k: statistics.median(r["p95_ms"] for r in v) for k, v in runs.items()}
+        qps = {k: statistics.median(r["qps"] for r in v) for k, v in runs.items()}
+        rounds[mode] = {
+            "before_p95_ms": p95["before"],
+            "now_p95_ms": p95["now"],
+            "p95_ratio": round(p95["now"] / p95["before"], 3),
+            "before_qps": qps["before"],
+            "now_qps": qps["now"],
+            "qps_ratio": round(qps["now"] / qps["before"], 3),
+            "errors": {k: sum(r["error_count"] for r in v) for k, v in runs.items()},
+        }
+    return {"checkout": str(args.before), "rounds": rounds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--home", type=Path, help="Build (or reuse) the benchmark lakehouse here.")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="Another checkout of the project (e.g. `git worktree add /tmp/before main`): its endpoint is "
+        "measured in the same run, alternating with this one's, and the ratio printed.",
+    )
     args = parser.parse_args()
     scratch = None
     home = args.home
@@ -289,7 +320,8 @@ def main() -> None:
         served = endpoint(home, args.clients, args.seconds)
         uncached = endpoint(home, args.clients, args.seconds, "--no-result-cache")
         baseline = direct(home, args.clients, args.seconds)
-        results = {
+        before = _before(home, args) if args.before else None
+        results: dict[str, Any] = {
             "clients": args.clients,
             "seconds": args.seconds,
             "endpoint_masked_third_party": served,
@@ -299,6 +331,8 @@ def main() -> None:
             if served["p95_ms"] and baseline["p95_ms"]
             else None,
         }
+        if before:
+            results["before"] = before
         out = ROOT / "bench-results" / "serve.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
@@ -308,6 +342,10 @@ def main() -> None:
                   f"{r['qps']} q/s  ({r['queries']} queries, {r['error_count']} errors)")  # fmt: skip
         print(f"endpoint per-query p95 (ms): {served['per_query_p95_ms']}")
         print(f"without the result cache, per-query p95 (ms): {uncached['per_query_p95_ms']}")
+        if before:
+            for mode, r in before["rounds"].items():
+                print(f"before vs now, {mode}: p95 {r['before_p95_ms']} -> {r['now_p95_ms']} ms "
+                      f"(x{r['p95_ratio']}), {r['before_qps']} -> {r['now_qps']} q/s (x{r['qps_ratio']})")  # fmt: skip
         print(f"server peak RSS {served['server_peak_rss_mb']} MB; results in {out}")
     finally:
         if scratch:
