@@ -15,13 +15,14 @@ help: ## Show this help
 
 install: system-deps $(STAMP) ## Create .venv and install the project with its test extras, pinned by constraints.txt (idempotent)
 
-system-deps: ## Debian packages the tests need when missing: Java (PySpark), chromium (dashboard tests), the mysql client, PostgreSQL, docker-compose (config check only)
+system-deps: ## Debian packages the tests need when missing: Java (PySpark), chromium (dashboard tests), the mysql client, PostgreSQL, docker-compose (config check only), nginx (the webserver's proxy, run natively)
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v mysql >/dev/null 2>&1 || missing="$$missing default-mysql-client"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	test -x /usr/sbin/nginx || command -v nginx >/dev/null 2>&1 || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

@@ -17,6 +17,7 @@ working directory, mounts and health checks (tests/helpers/compose.py), binaries
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -55,6 +56,11 @@ pytestmark = [
 
 S3_SECRET = "stack-s3-secret-that-must-never-leak"
 S3_KEY_ID = "stack-access-key"
+S3_READER_SECRET = "stack-s3-reader-secret-never-leaks"
+MINIO_ROOT_SECRET = "stack-minio-root-secret-never-leaks"
+OWNER_PG_SECRET = "stack-owner-pg-password-never-leaks"
+DAGSTER_PG_SECRET = "stack-dagster-pg-password-never-leaks"
+SERVING_PG_SECRET = "stack-serving-pg-password-never-leaks"
 OWNER_PASSWORD = "owner-stack-Pw-4417"
 ALICE = "RAM$alice"
 ALICE_PASSWORD = "alice-stack-Pw-9052"
@@ -167,10 +173,22 @@ def loopback_variables(
     root: Path, table_format: str, postgres: PostgresServer, s3_endpoint: str
 ) -> dict[str, str]:
     """The compose variables that point every service at loopback, free ports and folders under
-    `root`, the test's servers, and the test's secrets."""
+    `root`, the test's servers, and the test's secrets. The fixture's server is the database
+    superuser's; the stack's roles get names of their own per table format (roles are server-wide)."""
+    htpasswd = root / "dagster.htpasswd"
+    htpasswd.write_text("operator:$6$salt$notarealhash\n")
     return {
-        "LAKEHOUSE_PG_PASSWORD": postgres.password,
-        "LAKEHOUSE_PG_USER": postgres.user,
+        "LAKEHOUSE_PG_SUPERUSER": postgres.user,
+        "LAKEHOUSE_PG_SUPERUSER_PASSWORD": postgres.password,
+        "LAKEHOUSE_PG_USER": f"stack_{table_format}_owner",
+        "LAKEHOUSE_PG_PASSWORD": OWNER_PG_SECRET,
+        "DAGSTER_PG_USER": f"stack_{table_format}_dagster",
+        "DAGSTER_PG_PASSWORD": DAGSTER_PG_SECRET,
+        "LAKEHOUSE_SERVING_PG_USER": f"stack_{table_format}_serving",
+        "LAKEHOUSE_SERVING_PG_PASSWORD": SERVING_PG_SECRET,
+        "LAKEHOUSE_MINIO_ROOT_PASSWORD": MINIO_ROOT_SECRET,
+        "LAKEHOUSE_S3_READER_SECRET_ACCESS_KEY": S3_READER_SECRET,
+        "LAKEHOUSE_UI_HTPASSWD_FILE": str(htpasswd),
         "LAKEHOUSE_PG_HOST": "127.0.0.1",
         "LAKEHOUSE_PG_PORT": str(postgres.port),
         "LAKEHOUSE_PG_DB": f"stack_{table_format}",
@@ -184,6 +202,8 @@ def loopback_variables(
         "LAKEHOUSE_CODE_SERVER_HOST": "127.0.0.1",
         "LAKEHOUSE_CODE_SERVER_PORT": str(free_port()),
         "LAKEHOUSE_WEBSERVER_PORT": str(free_port()),
+        "LAKEHOUSE_UI_PORT": str(free_port()),
+        "LAKEHOUSE_PROXY_PORT": str(free_port()),
         "LAKEHOUSE_SERVE_PORT": str(free_port()),
         "LAKEHOUSE_DASHBOARD_PORT": str(free_port()),
         "LAKEHOUSE_MINIO_PORT": str(free_port()),
@@ -197,29 +217,37 @@ def loopback_variables(
 
 
 def prepare_postgres(stack: NativeStack, postgres: PostgresServer) -> None:
-    """What the postgres image does on an empty volume, on the fixture's server: POSTGRES_DB for
-    POSTGRES_USER, then the compose file's init scripts (Dagster's database), with psql from
-    Debian's binaries; then the service's own health check."""
+    """What the postgres image does on an empty volume, on the fixture's server (POSTGRES_DB is the
+    server's own `postgres`): the compose file's init scripts as the superuser (the roles and both
+    databases, deploy/postgres), with psql from Debian's binaries; then the service's own health
+    check; then the catalog-init one-shot's command (the tables and the serving role's grants)."""
     service = stack.services["postgres"]
     env = service.environment
     assert env["POSTGRES_USER"] == postgres.user and env["PGPORT"] == str(postgres.port)
-    postgres.create_database(env["POSTGRES_DB"])
+    assert env["POSTGRES_DB"] == "postgres"
     bin_dir = pg_bin()
     assert bin_dir is not None
     stack.path = f"{stack.path}{os.pathsep}{bin_dir}"
-    init = [m for m in service.mounts if m.target.startswith("/docker-entrypoint-initdb.d/")]
-    assert init, "the postgres service mounts no init script"
-    for mount in init:
+    (init,) = [m for m in service.mounts if m.target == "/docker-entrypoint-initdb.d"]
+    scripts = sorted(Path(init.source).glob("*.sh"))
+    assert scripts, "the postgres service mounts no init script"
+    for script in scripts:
         # the image runs them against its first-start server on a socket, PGPASSWORD exported;
-        # here the server is on loopback TCP
+        # here the server is on loopback TCP and the mounted folder is where it is in the repository
         done = stack.exec(
             "postgres",
-            ["sh", mount.source],
+            ["sh", str(script)],
             log="initdb",
-            extra_env={"PGHOST": "127.0.0.1", "PGPASSWORD": env["POSTGRES_PASSWORD"]},
+            extra_env={
+                "PGHOST": "127.0.0.1",
+                "PGPASSWORD": env["POSTGRES_PASSWORD"],
+                "LAKEHOUSE_INITDB_DIR": init.source,
+            },
         )
         assert done.returncode == 0, done.stderr
     assert stack.healthy("postgres"), stack.tail("postgres")
+    done = stack.exec("catalog-init", stack.services["catalog-init"].argv, log="oneshot")
+    assert done.returncode == 0, done.stderr
 
 
 def make_buckets(stack: NativeStack) -> None:
@@ -230,8 +258,8 @@ def make_buckets(stack: NativeStack) -> None:
     s3 = boto3.client(
         "s3",
         endpoint_url=env["S3_ENDPOINT"],
-        aws_access_key_id=env["S3_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["S3_SECRET_ACCESS_KEY"],
+        aws_access_key_id=env["MINIO_ROOT_USER"],
+        aws_secret_access_key=env["MINIO_ROOT_PASSWORD"],
         region_name="us-east-1",
     )
     for bucket in (env["LANDING_BUCKET"], env["WAREHOUSE_BUCKET"]):
@@ -399,14 +427,21 @@ def check_late_rebuild(instance: Any, late_runs: set[str], before: Snapshot, aft
 
 
 def administer(stack: NativeStack) -> None:
-    """The seed policy and the two logins, as `docker-compose exec serve lakehouse ...`."""
-    applied = stack.exec(
+    """The seed policy and the two logins, as `docker-compose exec code-server lakehouse ...` (the
+    catalog owner's container: `serve` may not change the policy or a password)."""
+    refused = stack.exec(
         "serve", ["lakehouse", "policy", "apply", "policies/iov_thirdparty.sql", "--project", "iov"]
+    )
+    assert refused.returncode != 0 and "permission denied" in refused.stderr, refused.stderr
+    applied = stack.exec(
+        "code-server", ["lakehouse", "policy", "apply", "policies/iov_thirdparty.sql", "--project", "iov"]
     )
     assert applied.returncode == 0, applied.stderr
     for user, password in (("owner", OWNER_PASSWORD), (ALICE, ALICE_PASSWORD)):
         done = stack.exec(
-            "serve", ["lakehouse", "user", "password", user, "--password-stdin"], input=password + "\n"
+            "code-server",
+            ["lakehouse", "user", "password", user, "--password-stdin"],
+            input=password + "\n",
         )
         assert done.returncode == 0, done.stderr
 
@@ -461,7 +496,15 @@ def test_the_compose_stack_end_to_end(
 
     variables = loopback_variables(tmp_path, table_format, postgres, s3_endpoint)
     config = resolve(variables)
-    secrets = [S3_SECRET, postgres.password]
+    secrets = [
+        S3_SECRET,
+        S3_READER_SECRET,
+        MINIO_ROOT_SECRET,
+        postgres.password,
+        OWNER_PG_SECRET,
+        DAGSTER_PG_SECRET,
+        SERVING_PG_SECRET,
+    ]
     port = {
         name: int(variables[f"LAKEHOUSE_{name.upper()}_PORT"]) for name in ("webserver", "serve", "dashboard")
     }
@@ -480,6 +523,9 @@ def test_the_compose_stack_end_to_end(
                 settings = LakehouseSettings.from_env(stack.env_of("code-server"))
                 assert settings.landing_uri.startswith("s3://")
                 assert settings.catalog_uri.startswith("postgresql+psycopg2://")
+                # this process holds Dagster's PGPASSWORD (the instance): the owner's goes in the URL
+                owner = settings.catalog_uri.replace("@", f":{OWNER_PG_SECRET}@", 1)
+                settings = dataclasses.replace(settings, catalog_uri=owner)
                 producer = Lakehouse(settings)
 
                 begin = time.monotonic()
@@ -536,6 +582,8 @@ def test_the_compose_stack_end_to_end(
     assert not leaks, leaks
     for database in (variables["LAKEHOUSE_PG_DB"], variables["DAGSTER_PG_DB"]):
         postgres.drop_database(database)
+    for role in ("LAKEHOUSE_SERVING_PG_USER", "LAKEHOUSE_PG_USER", "DAGSTER_PG_USER"):
+        postgres._admin(f'DROP ROLE IF EXISTS "{variables[role]}"')
 
     line = (
         f"[wall time, {table_format}] stack (Postgres, S3, code server, daemon): start {times['start']:.1f}s, "

@@ -167,6 +167,12 @@ class Service:
         return out
 
     @property
+    def networks(self) -> set[str]:
+        """The compose networks the service joins (none with network_mode: none)."""
+        found = self.raw.get("networks") or {}
+        return set(found) if isinstance(found, dict | list) else set()
+
+    @property
     def depends_on(self) -> dict[str, str]:
         """Service -> condition (service_started, service_healthy, service_completed_successfully)."""
         deps = self.raw.get("depends_on") or {}
