@@ -93,6 +93,17 @@ def stack(config: dict[str, Any]) -> dict[str, Service]:
 
 
 def test_each_secret_reaches_only_who_needs_it(config: dict[str, Any], stack: dict[str, Service]) -> None:
+    # what an attacker in the serve container reads from its environment: not the keys of the
+    # database's superuser nor of MinIO's root (whatever variables they come from)
+    superuser = stack["postgres"].environment["POSTGRES_PASSWORD"]
+    root = stack["minio"].environment["MINIO_ROOT_PASSWORD"]
+    for name, service in stack.items():
+        if name != "postgres":
+            assert superuser not in service.environment.values(), (
+                f"{name} holds the database superuser's password"
+            )
+        if name not in ("minio", "minio-init"):
+            assert root not in service.environment.values(), f"{name} holds MinIO's root password"
     for variable, secret in SECRETS.items():
         holders = {name for name, s in stack.items() if secret in s.environment.values()}
         assert holders == NEEDED_BY[variable], (variable, holders)
