@@ -372,10 +372,18 @@ def test_orphan_files_are_removed_but_young_ones_kept(pipeline: Pipeline) -> Non
 def test_the_dagster_maintenance_job_reports_its_figures(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import datetime as dt
+
     import dagster as dg
 
+    from lakehouse_assets.definitions import build_definitions
+    from lakehouse_assets.maintenance import HistoryFloor
+
     land_late_files(pipeline, monkeypatch)
-    job = pipeline.defs().resolve_job_def("maintenance")
+    # a young test lakehouse: its code location lets a run keep no history (run config alone
+    # cannot go below the code location's floor: tests/serving/test_security_webserver.py)
+    floor = HistoryFloor(retention=dt.timedelta(0), keep_last=1, orphan_age=dt.timedelta(0))
+    job = build_definitions(pipeline.settings, maintenance_floor=floor).resolve_job_def("maintenance")
     config = {"retention": "0", "keep_last": 1, "orphan_age": "0"}
     result = job.execute_in_process(
         instance=pipeline.instance, run_config={"ops": {"compact_partitions": {"config": config}}}
