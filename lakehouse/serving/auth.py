@@ -255,3 +255,62 @@ class LoginThrottle:
             for key in keys:
                 if key.startswith("user:"):
                     self._keys.pop(key, None)
+
+
+# --- what the dashboard adds (it refuses the owner, and ends sessions on a password change) ----------
+
+
+def login_refused(
+    lh: Lakehouse,
+    name: object,
+    password: object,
+    surface: str,
+    reason: str,
+    throttle: LoginThrottle | None = None,
+    address: str | None = None,
+) -> None:
+    """Refuse an attempt the surface does not take at all (the dashboard refusing `owner`) exactly
+    as `login` refuses a wrong password: the lock is checked first (LoginLocked), the verifier looked
+    up and a hash computed, one denied audit row (with `reason`, for the owner's eyes), a failure
+    counted. The password is never compared, so the refusal says nothing about it: a surface that
+    refuses an account must not become an oracle for its password on the surfaces that take it."""
+    found = account(lh, name)
+    keys = throttle_keys(found, name, address)
+    if throttle is not None:
+        wait = throttle.locked_for(keys)
+        if wait > 0:
+            audit_login(
+                lh, name, found, surface, False, f"locked after repeated failures ({wait:.0f} s left)"
+            )
+            raise LoginLocked(wait)
+    stored = verifier(lh, found or _NOBODY)
+    typed = password if isinstance(password, str) and 0 < len(password) <= MAX_PASSWORD else ""
+    hmac.compare_digest(native_verifier(typed), stored or _UNMATCHABLE)  # the work login does; unused
+    audit_login(lh, name, found, surface, False, reason)
+    if throttle is not None:
+        throttle.failed(keys)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An account's password as stored when a session began: a session ends when it differs."""
+
+    verifier: str
+    updated_at: str
+
+
+def credential(lh: Lakehouse, found: Account) -> Credential | None:
+    """The account's stored password (verifier and when it was set), or None when it has none or the
+    user is gone: `lakehouse user password` (or a policy dropping the user) changes it, and a surface
+    that compares it on every request ends the sessions opened with the old one."""
+    if found.user is not None and lh.governance.stored_user(found.login) is None:
+        return None
+    with lh.governance.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(credentials_t.c.verifier, credentials_t.c.updated_at).where(
+                credentials_t.c.user_name == found.login, credentials_t.c.plugin == PLUGIN
+            )
+        ).first()
+    if row is None or not row.verifier:
+        return None
+    return Credential(str(row.verifier), str(row.updated_at))
