@@ -1,6 +1,9 @@
-"""The dashboard's data: plain functions of a `Lakehouse` and a user (`fleet`, `games`, `game_totals`,
-`date_bounds`, `read`), unit-testable without Streamlit. Every read is the facade's governed call
-`lh.sql(query, user=...)`; lakehouse/serving/dashboard.py renders what they return."""
+"""The dashboard's data: plain functions of a `Lakehouse` and a user (`readable_tables`, `fleet`,
+`games`, `game_totals`, `date_bounds`, `read`), unit-testable without Streamlit. Every read is the
+facade's governed call `lh.sql(query, user=...)`, and only of a table governance says the user may
+SELECT (`readable_tables`: asked first, nothing queried or audited for the others), so an open tab
+of a user without a table writes no refused attempt to the audit at every refresh;
+lakehouse/serving/dashboard.py renders what they return."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
 
     from lakehouse.facade import Lakehouse
@@ -22,6 +27,7 @@ PURCHASES = "game_db.ads_purchase_trends_daily"
 DEVICES = "game_db.ads_device_preference_daily"
 REGIONS = "game_db.ads_region_distribution_daily"
 TABLES = (IOV, RETENTION, PURCHASES, DEVICES, REGIONS)
+GAME_TABLES = (RETENTION, PURCHASES, DEVICES, REGIONS)
 TOP_VEHICLES = 10
 
 
@@ -44,11 +50,44 @@ class DateRange:
 
 @dataclass(frozen=True)
 class Result:
-    """What one read gave: rows, or a short note saying why there are none (safe to show)."""
+    """What one read gave: rows, or a short note saying why there are none (safe to show); neither
+    for a table the user may not read, which was not queried (`hidden`: its panel is not shown)."""
 
     table: str
     frame: pd.DataFrame | None = None
     note: str | None = None
+
+    @property
+    def hidden(self) -> bool:
+        return self.frame is None and self.note is None
+
+
+def readable_tables(lh: Lakehouse, user: str | None) -> frozenset[str]:
+    """The dashboard's tables (TABLES) the user may SELECT, as governance decides it for a query
+    (`authorize`: CreateInstance on the project, SELECT on the table, masks that agree): asked of
+    the grants, never by a query, so nothing is refused or audited. The owner (None) reads all.
+    Remembered until the policy changes (a serving lakehouse); a user that is gone reads nothing."""
+    if user is None:
+        return frozenset(TABLES)
+    from lakehouse.core.ids import TableId
+    from lakehouse.governance.store import PermissionDenied
+
+    def decide() -> frozenset[str]:
+        try:
+            principal = lh.governance.resolve(user, None)
+        except PermissionDenied:
+            return frozenset()
+        found = set()
+        for table in TABLES:
+            try:
+                lh.governance.authorize(principal, [TableId.parse(table)])
+            except PermissionDenied:
+                continue
+            found.add(table)
+        return frozenset(found)
+
+    decided: frozenset[str] = lh.access.memory.remembered(("dashboard readable tables", user), decide)
+    return decided
 
 
 def read(lh: Lakehouse, user: str | None, table: str, query: str) -> Result:
@@ -73,10 +112,12 @@ def read(lh: Lakehouse, user: str | None, table: str, query: str) -> Result:
         return Result(table, note=f"could not read {table}")
 
 
-def date_bounds(lh: Lakehouse, user: str | None) -> tuple[dt.date, dt.date] | None:
-    """The first and last day of the tables the user may read (None when none has rows)."""
+def date_bounds(
+    lh: Lakehouse, user: str | None, tables: Iterable[str] = TABLES
+) -> tuple[dt.date, dt.date] | None:
+    """The first and last day of `tables` (those the user may read; None when none has rows)."""
     days: list[dt.date] = []
-    for table in TABLES:
+    for table in (t for t in TABLES if t in set(tables)):
         found = read(lh, user, table, f"select min(dt) as first, max(dt) as last from {table}")
         if found.frame is not None and len(found.frame):
             for value in found.frame.iloc[0]:
@@ -165,31 +206,31 @@ class Games:
     """province, city, dau (summed over the days: user-days)."""
 
 
-def games(lh: Lakehouse, user: str | None, days: DateRange = DateRange()) -> Games:
+def games(
+    lh: Lakehouse, user: str | None, days: DateRange = DateRange(), readable: Iterable[str] = TABLES
+) -> Games:
+    """The game panels' data; a table not in `readable` is not queried (a hidden Result)."""
     where = days.where()
+    allowed = set(readable)
+
+    def one(table: str, query: str) -> Result:
+        return read(lh, user, table, query) if table in allowed else Result(table)
+
     return Games(
-        retention=read(
-            lh,
-            user,
+        retention=one(
             RETENTION,
             "select dt, dau, d1_retained, d1_retention_rate, d7_retained, d7_retention_rate "
             f"from {RETENTION} where {where} order by dt",
         ),
-        purchases=read(
-            lh,
-            user,
+        purchases=one(
             PURCHASES,
             f"select dt, gmv, paying_users, orders, arppu from {PURCHASES} where {where} order by dt",
         ),
-        devices=read(
-            lh,
-            user,
+        devices=one(
             DEVICES,
             f"select dt, device_type, users, share from {DEVICES} where {where} order by dt, device_type",
         ),
-        regions=read(
-            lh,
-            user,
+        regions=one(
             REGIONS,
             f"select province, city, sum(dau) as dau from {REGIONS} where {where} "
             "group by province, city order by dau desc, province, city",

@@ -116,3 +116,15 @@ def test_game_totals_take_the_last_day() -> None:
         regions=d.Result(d.REGIONS, note="x"),
     )
     assert d.game_totals(data) == d.GameTotals(last_day="2025-09-02", dau=12, gmv=3.75, paying_users=4)
+
+
+def test_tables_the_user_may_not_read_are_not_queried() -> None:
+    lh = FakeLakehouse()
+    data = d.games(lh, "RAM$alice", readable={d.IOV})  # type: ignore[arg-type]
+    assert lh.calls == []
+    for result in (data.retention, data.purchases, data.devices, data.regions):
+        assert result.hidden and result.frame is None and result.note is None
+    assert d.game_totals(data) == d.GameTotals()
+    assert d.date_bounds(lh, "RAM$alice", {d.IOV}) == (dt.date(2025, 9, 17), dt.date(2025, 9, 18))  # type: ignore[arg-type]
+    assert [q for q, _ in lh.calls] == [f"select min(dt) as first, max(dt) as last from {d.IOV}"]
+    assert not d.Result(d.IOV, note="no access").hidden
