@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,16 +126,28 @@ def port_open(port: int) -> bool:
 
 
 @contextmanager
-def dashboard_server(home: Path, log: Path) -> Iterator[str]:
-    """`lakehouse dashboard` on a free loopback port until the block ends (SIGTERM by PID, which the
-    command forwards to Streamlit): yields its URL once its health check answers."""
+def dashboard_server(
+    home: Path,
+    log: Path,
+    args: Sequence[str] = (),
+    cwd: Path = REPO,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """`lakehouse dashboard ARGS` on a free loopback port until the block ends (SIGTERM by PID, which
+    the command forwards to Streamlit), started in `cwd` with `env` added to the test environment:
+    yields its URL once its health check answers."""
     port = free_port()
-    env = clean_env(dict(os.environ), LAKEHOUSE_HOME=str(home))
+    environment = clean_env(dict(os.environ), LAKEHOUSE_HOME=str(home))
+    if cwd != REPO:  # the repository's modules still come first
+        environment["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO), environment.get("PYTHONPATH")) if p
+        )
+    environment.update(env or {})
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lakehouse.cli", "dashboard", "--port", str(port)],
-            cwd=REPO,
-            env=env,
+            [sys.executable, "-m", "lakehouse.cli", "dashboard", "--port", str(port), *args],
+            cwd=cwd,
+            env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
